@@ -1,0 +1,78 @@
+"""requestplane: carry requests to named endpoints over a transport chosen by configuration.
+
+This module is the public API, for users and for transport plugins alike. Plugins import
+from here only.
+"""
+
+from .address import Address
+from .config import CoreSettings, transport_env_prefix
+from .dispatch import Dispatcher, Responder
+from .errors import (
+    ConfigError,
+    ConnectionLost,
+    DeadlineExceeded,
+    EndpointNotFound,
+    Overloaded,
+    PayloadTooLarge,
+    ProtocolError,
+    RemoteError,
+    RequestPlaneError,
+    Unavailable,
+    UnknownMode,
+    error_from_wire,
+)
+from .hookspecs import hookimpl
+from .manager import RequestPlane
+from .plugins import PluginRegistry, PluginWarning, load_plugins
+from .request import Handler, HandlerResult, Request
+from .server import Health, Server, serve
+from .settings import SettingField, describe_settings, load_settings, setting
+from .transport import (
+    Capabilities,
+    ClientStats,
+    ResponseStream,
+    TransportClient,
+    TransportServer,
+    TransportSpec,
+)
+
+__all__ = [
+    "Address",
+    "Capabilities",
+    "ClientStats",
+    "ConfigError",
+    "ConnectionLost",
+    "CoreSettings",
+    "DeadlineExceeded",
+    "Dispatcher",
+    "EndpointNotFound",
+    "Handler",
+    "HandlerResult",
+    "Health",
+    "Overloaded",
+    "PayloadTooLarge",
+    "PluginRegistry",
+    "PluginWarning",
+    "ProtocolError",
+    "RemoteError",
+    "Request",
+    "RequestPlane",
+    "RequestPlaneError",
+    "Responder",
+    "ResponseStream",
+    "Server",
+    "SettingField",
+    "TransportClient",
+    "TransportServer",
+    "TransportSpec",
+    "Unavailable",
+    "UnknownMode",
+    "describe_settings",
+    "error_from_wire",
+    "hookimpl",
+    "load_plugins",
+    "load_settings",
+    "serve",
+    "setting",
+    "transport_env_prefix",
+]

@@ -1,0 +1,233 @@
+"""Request semantics shared by every transport: lookup, admission, deadlines, drain, errors.
+
+A transport parses bytes into a :class:`Request` and calls :meth:`Dispatcher.handle` with a
+:class:`Responder` that writes bytes back. Everything that decides *what* the outcome is lives
+here, once, so that all transports behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Protocol
+
+import anyio
+import attrs
+
+from .errors import (
+    ConnectionLost,
+    DeadlineExceeded,
+    EndpointNotFound,
+    Overloaded,
+    RemoteError,
+    RequestPlaneError,
+    Unavailable,
+)
+from .request import Handler, Request
+
+__all__ = ["Dispatcher", "Responder"]
+
+log = logging.getLogger("requestplane")
+
+
+class Responder(Protocol):
+    """How the dispatcher answers one request; the transport implements it.
+
+    The dispatcher calls exactly one of: :meth:`send_response`; :meth:`send_error`; or
+    :meth:`send_chunk` any number of times followed by :meth:`send_end` or :meth:`send_error`.
+    A method raises :class:`ConnectionLost` when the caller is gone (nothing more is sent) and
+    :class:`~requestplane_core.errors.PayloadTooLarge` for a response over the limit (the
+    dispatcher then sends that error instead).
+    """
+
+    async def send_response(self, payload: bytes) -> None: ...
+
+    async def send_chunk(self, payload: bytes) -> None: ...
+
+    async def send_end(self) -> None: ...
+
+    async def send_error(self, error: RequestPlaneError) -> None: ...
+
+
+@attrs.define(eq=False)
+class _Endpoint:
+    handler: Handler
+    inflight: int = 0
+    draining: bool = False
+    idle: anyio.Event | None = None
+
+
+class Dispatcher:
+    """The endpoint table of one server, and the rules every request goes through."""
+
+    def __init__(self, *, max_inflight: int = 0) -> None:
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._max_inflight = max_inflight or math.inf
+        self._inflight = 0
+        self._scopes: set[anyio.CancelScope] = set()
+        self._draining = False
+        self._shutting_down = False
+        self._idle: anyio.Event | None = None
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> list[str]:
+        return sorted(self._endpoints)
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def register(self, name: str, handler: Handler) -> None:
+        if not name or "/" in name or name != name.strip():
+            raise ValueError(f"endpoint name {name!r} is not valid: non-empty, no '/' or spaces")
+        if name in self._endpoints:
+            raise ValueError(f"endpoint {name!r} is already registered on this server")
+        if self._draining:
+            raise Unavailable("the server is draining; it accepts no new endpoints")
+        self._endpoints[name] = _Endpoint(handler)
+
+    async def unregister(self, name: str, drain_timeout: float) -> None:
+        """Refuse new requests for ``name`` with ``Unavailable``, let in-flight ones finish
+        within ``drain_timeout``, cancel the rest, then forget the endpoint."""
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise EndpointNotFound(f"endpoint {name!r} is not registered on this server")
+        endpoint.draining = True
+        if endpoint.inflight:
+            endpoint.idle = anyio.Event()
+            with anyio.move_on_after(drain_timeout):
+                await endpoint.idle.wait()
+        del self._endpoints[name]
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def handle(
+        self, request: Request, responder: Responder, scope: anyio.CancelScope | None = None
+    ) -> None:
+        """Run ``request`` to exactly one outcome, sent through ``responder``.
+
+        ``scope`` is the cancel scope the transport cancels when the caller cancels; the
+        dispatcher also uses it for the deadline and for cancelling at shutdown.
+        """
+        endpoint = self._endpoints.get(request.endpoint)
+        if endpoint is None:
+            return await self._refuse(
+                responder, EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
+            )
+        if self._draining or endpoint.draining:
+            return await self._refuse(
+                responder, Unavailable(f"endpoint {request.endpoint!r} is draining")
+            )
+        if self._inflight >= self._max_inflight:
+            return await self._refuse(
+                responder,
+                Overloaded(f"server at its limit of {self._max_inflight} requests in flight"),
+            )
+        if scope is None:
+            scope = anyio.CancelScope()
+        if request.deadline is not None:
+            scope.deadline = min(scope.deadline, request.deadline)
+        self._inflight += 1
+        endpoint.inflight += 1
+        self._scopes.add(scope)
+        try:
+            with scope:
+                await self._run(endpoint, request, responder)
+            if scope.cancelled_caught:
+                if self._shutting_down:
+                    error: RequestPlaneError = Unavailable(
+                        "the server shut down before the request completed"
+                    )
+                elif request.deadline is not None and anyio.current_time() >= request.deadline:
+                    error = DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
+                else:
+                    return  # the caller cancelled: nobody is waiting for an answer
+                await self._refuse(responder, error)
+        finally:
+            self._scopes.discard(scope)
+            self._inflight -= 1
+            endpoint.inflight -= 1
+            if endpoint.idle is not None and not endpoint.inflight:
+                endpoint.idle.set()
+            if self._idle is not None and not self._inflight:
+                self._idle.set()
+
+    async def _run(self, endpoint: _Endpoint, request: Request, responder: Responder) -> None:
+        result: object
+        try:
+            result = endpoint.handler(request)
+            if not hasattr(result, "__anext__"):
+                result = await result
+        except Exception as exc:
+            return await self._refuse(responder, _remote(exc))
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            try:
+                await responder.send_response(bytes(result))
+            except ConnectionLost:
+                return
+            except RequestPlaneError as exc:
+                await self._refuse(responder, exc)
+            return
+        await self._stream(result, responder)  # type: ignore[arg-type]
+
+    async def _stream(self, chunks: AsyncIterator[bytes], responder: Responder) -> None:
+        try:
+            async with aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    await responder.send_chunk(bytes(chunk))
+        except ConnectionLost:
+            return
+        except RequestPlaneError as exc:
+            await self._refuse(responder, exc)
+            return
+        except Exception as exc:
+            await self._refuse(responder, _remote(exc))
+            return
+        try:
+            await responder.send_end()
+        except ConnectionLost:
+            return
+
+    @staticmethod
+    async def _refuse(responder: Responder, error: RequestPlaneError) -> None:
+        try:
+            await responder.send_error(error)
+        except ConnectionLost:
+            pass  # the caller is gone; its own side reports ConnectionLost
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new requests with ``Unavailable``; wait up to ``timeout`` seconds for those
+        in flight; cancel the rest (their callers get ``Unavailable``)."""
+        self._draining = True
+        if self._inflight:
+            self._idle = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._idle.wait()
+        if self._inflight:
+            log.warning(
+                "drain timeout (%.1fs) passed with %d request(s) in flight; cancelling them",
+                timeout,
+                self._inflight,
+            )
+            self._shutting_down = True
+            for scope in list(self._scopes):
+                scope.cancel()
+            # Let the cancelled handlers send their error before the transport closes.
+            self._idle = anyio.Event()
+            with anyio.move_on_after(1.0):
+                await self._idle.wait()
+
+
+def _remote(exc: BaseException) -> RemoteError:
+    return RemoteError(type(exc).__name__, str(exc))
+

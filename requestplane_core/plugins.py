@@ -1,0 +1,208 @@
+"""Finding and loading transport plugins.
+
+Plugins are modules registered under the ``requestplane.transports`` entry point group; the
+entry point's name is the transport's name. Only the plugin serving the selected mode is
+imported to serve it; listing imports them all. A plugin that fails to load is a warning that
+names it and the error (other transports keep working) unless strict mode makes it an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Iterable, Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, UnknownMode
+from .transport import TransportSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BrokenPlugin",
+    "LoadedTransport",
+    "PluginRegistry",
+    "PluginWarning",
+    "load_plugins",
+]
+
+ENTRY_POINT_GROUP = "requestplane.transports"
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded; the others keep working."""
+
+
+@attrs.frozen
+class LoadedTransport:
+    """A transport together with where it came from."""
+
+    spec: TransportSpec[Any]
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+
+@attrs.frozen
+class BrokenPlugin:
+    name: str
+    distribution: str | None
+    reason: str
+
+
+@attrs.frozen
+class _Candidate:
+    name: str
+    distribution: str | None
+    version: str | None
+    load: Any  # () -> module object to register
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class PluginRegistry:
+    """The transports that loaded, and the plugins that did not (and why)."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self.transports: dict[str, LoadedTransport] = {}
+        self.broken: list[BrokenPlugin] = []
+        self.disabled: list[str] = []
+        self.available: list[str] = []
+
+    def transport(self, name: str) -> LoadedTransport:
+        """The transport called ``name``, or :class:`UnknownMode` saying what to install."""
+        found = self.transports.get(name)
+        if found is not None:
+            return found
+        installed = sorted(set(self.transports) | set(self.available))
+        why = [b.reason for b in self.broken if b.name == name]
+        hint = (
+            f"its plugin failed to load: {why[0]}"
+            if why
+            else f"the transport {name!r} is disabled by REQUESTPLANE_DISABLE_PLUGINS / "
+            "REQUESTPLANE_PLUGINS"
+            if name in self.disabled
+            else f"install it with: pip install \"requestplane[{name}]\""
+        )
+        raise UnknownMode(
+            f"unknown request plane mode {name!r}; installed: "
+            f"{', '.join(installed) or 'none'}; {hint}"
+        )
+
+    def register_module(
+        self, module: ModuleType | object, name: str, distribution: str | None, version: str | None
+    ) -> None:
+        """Register one plugin module and collect the transports it provides."""
+        self.manager.register(module, name=name)
+        # A hookimpl that matches no hookspec is almost always a typo: fail at load time.
+        self.manager.check_pending()
+        impls = [
+            impl
+            for impl in self.manager.hook.requestplane_transports.get_hookimpls()
+            if impl.plugin is module
+        ]
+        for impl in impls:
+            provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
+            for spec in provided:
+                if not isinstance(spec, TransportSpec):
+                    raise ConfigError(
+                        f"plugin {name!r} returned {spec!r} from requestplane_transports; "
+                        "expected TransportSpec records"
+                    )
+                other = self.transports.get(spec.name)
+                if other is not None:
+                    raise ConfigError(
+                        f"transport {spec.name!r} is provided twice: by "
+                        f"{_who(other.plugin, other.distribution)} and by "
+                        f"{_who(name, distribution)}; uninstall one of them"
+                    )
+                self.transports[spec.name] = LoadedTransport(spec, name, distribution, version)
+
+
+def _who(plugin: str, distribution: str | None) -> str:
+    if distribution:
+        return f"distribution {distribution!r} (plugin {plugin})"
+    return f"module {plugin!r}"
+
+
+def _candidates(modules: Sequence[str]) -> list[_Candidate]:
+    found: dict[str, list[_Candidate]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        found.setdefault(ep.name, []).append(
+            _Candidate(
+                ep.name,
+                dist.name if dist else None,
+                dist.version if dist else None,
+                ep.load,
+            )
+        )
+    for name, cands in found.items():
+        dists = sorted({c.distribution or "?" for c in cands})
+        if len(dists) > 1:
+            raise ConfigError(
+                f"transport {name!r} is provided by more than one distribution: "
+                f"{' and '.join(dists)}; uninstall one of them"
+            )
+    out = [cands[0] for cands in found.values()]
+    for module in modules:
+        if module not in found:
+            out.append(
+                _Candidate(module, None, None, lambda m=module: importlib.import_module(m))
+            )
+    return out
+
+
+def load_plugins(
+    *,
+    only: str | None = None,
+    allow: str | None = None,
+    deny: str | None = None,
+    strict: bool = False,
+) -> PluginRegistry:
+    """Load transport plugins.
+
+    ``only``: import just the plugin named so (the selected mode); the others are listed as
+    available without being imported. ``allow`` / ``deny``: comma-separated plugin names
+    (``allow`` may also name importable modules that are not installed distributions).
+    ``strict``: a plugin that fails to load raises instead of warning.
+    """
+    registry = PluginRegistry()
+    allowed, denied = _split(allow), set(_split(deny))
+    non_entry_point_modules = [m for m in allowed if "." in m or m not in _entry_point_names()]
+    for cand in _candidates(non_entry_point_modules):
+        if cand.name in denied or (allowed and cand.name not in allowed):
+            registry.disabled.append(cand.name)
+            continue
+        if only is not None and cand.name != only and "." not in cand.name:
+            registry.available.append(cand.name)
+            continue
+        try:
+            module = cand.load()
+            registry.register_module(module, cand.name, cand.distribution, cand.version)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            if strict or isinstance(exc, pluggy.PluginValidationError):
+                raise ConfigError(f"plugin {cand.name!r} failed to load: {exc!r}") from exc
+            registry.broken.append(BrokenPlugin(cand.name, cand.distribution, repr(exc)))
+            warnings.warn(
+                f"requestplane plugin {cand.name!r} failed to load and is skipped: {exc!r}",
+                PluginWarning,
+                stacklevel=2,
+            )
+    return registry
+
+
+def _entry_point_names() -> set[str]:
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+

@@ -1,0 +1,133 @@
+"""A running server: one transport listener, its endpoint table, and its shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+
+from .address import Address
+from .dispatch import Dispatcher
+from .errors import EndpointNotFound
+from .request import Handler
+from .transport import TransportServer, TransportSpec
+
+__all__ = ["Health", "Server", "serve"]
+
+
+@attrs.frozen
+class Health:
+    """A snapshot of a server's state."""
+
+    transport: str
+    serving: bool
+    draining: bool
+    inflight: int
+    endpoints: tuple[str, ...]
+    details: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class Server:
+    """Serves endpoints over one transport. Obtain it from :meth:`RequestPlane.server`
+    (shared by every manager of the mode in this event loop) or from :func:`serve`."""
+
+    def __init__(
+        self,
+        transport_name: str,
+        transport: TransportServer,
+        dispatcher: Dispatcher,
+        drain_timeout: float,
+    ) -> None:
+        self.transport = transport_name
+        self._transport = transport
+        self._dispatcher = dispatcher
+        self._drain_timeout = drain_timeout
+        self._closing = False
+        self._closed = anyio.Event()
+
+    async def register(self, name: str, handler: Handler) -> Address:
+        """Serve ``handler`` as endpoint ``name`` and return its address.
+
+        Registering a name that is already served raises ``ValueError``.
+        """
+        self._dispatcher.register(name, handler)
+        try:
+            await self._transport.endpoint_added(name)
+        except BaseException:
+            await self._dispatcher.unregister(name, 0)
+            raise
+        return self._transport.address(name)
+
+    async def unregister(self, name: str) -> None:
+        """Stop serving ``name``: new requests get ``Unavailable`` while in-flight ones finish
+        within the drain timeout; those still running then are cancelled."""
+        await self._dispatcher.unregister(name, self._drain_timeout)
+        await self._transport.endpoint_removed(name)
+
+    def address(self, name: str) -> Address:
+        if name not in self._dispatcher.endpoints:
+            raise EndpointNotFound(f"endpoint {name!r} is not registered on this server")
+        return self._transport.address(name)
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self._dispatcher.endpoints
+
+    def health(self) -> Health:
+        return Health(
+            transport=self.transport,
+            serving=not self._closing,
+            draining=self._dispatcher.draining,
+            inflight=self._dispatcher.inflight,
+            endpoints=tuple(self._dispatcher.endpoints),
+            details=dict(self._transport.health_details()),
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Drain (new requests get ``Unavailable``; in-flight ones get the drain timeout to
+        finish, then are cancelled) and close the listener. Safe to call more than once."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._dispatcher.drain(self._drain_timeout)
+                await self._transport.aclose()
+        finally:
+            self._closed.set()
+
+
+@asynccontextmanager
+async def serve(
+    spec: TransportSpec[Any],
+    settings: object,
+    *,
+    drain_timeout: float = 10.0,
+    max_inflight: int = 0,
+) -> AsyncIterator[Server]:
+    """Run one server of ``spec`` for the duration of the ``async with`` block.
+
+    This is the structured way to own a server (tests, embedding); :class:`RequestPlane`
+    uses it underneath for the shared per-process server.
+    """
+    dispatcher = Dispatcher(max_inflight=max_inflight)
+    transport = spec.server(settings)
+    async with anyio.create_task_group() as tg:
+        await transport.start(dispatcher, tg)
+        server = Server(spec.name, transport, dispatcher, drain_timeout)
+        try:
+            yield server
+        finally:
+            await server.aclose()
+            tg.cancel_scope.cancel()

@@ -1,0 +1,106 @@
+"""One server per transport per event loop, shared by every manager in it.
+
+All workers of a process must publish addresses of the same listener, so the first manager
+that asks for a mode's server starts it and later ones get the same one. The server lives in a
+loop-owned task and is closed by the last manager that releases it; when its event loop ends,
+it ends with it, and a later loop gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import attrs
+from anyio.lowlevel import RunVar
+
+from ._loop_task import spawn_loop_task
+from .errors import ConfigError
+from .server import Server, serve
+from .transport import TransportSpec
+
+__all__ = ["acquire_shared_server", "release_shared_server"]
+
+log = logging.getLogger("requestplane")
+
+
+@attrs.define(eq=False)
+class _Entry:
+    settings: object
+    ready: anyio.Event = attrs.field(factory=anyio.Event)
+    server: Server | None = None
+    error: BaseException | None = None
+    users: int = 0
+
+
+_servers: RunVar[dict[str, _Entry]] = RunVar("requestplane_shared_servers")
+
+
+def _table() -> dict[str, _Entry]:
+    try:
+        return _servers.get()
+    except LookupError:
+        table: dict[str, _Entry] = {}
+        _servers.set(table)
+        return table
+
+
+async def acquire_shared_server(
+    spec: TransportSpec[Any], settings: object, *, drain_timeout: float, max_inflight: int
+) -> Server:
+    """Return this event loop's server for ``spec``, starting it on first use."""
+    table = _table()
+    entry = table.get(spec.name)
+    if entry is not None and entry.server is not None and entry.server.closed:
+        entry = None
+    if entry is None:
+        entry = table[spec.name] = _Entry(settings)
+        spawn_loop_task(lambda: _host(table, spec, entry, drain_timeout, max_inflight))
+    elif entry.settings != settings:
+        raise ConfigError(
+            f"a {spec.name} server with other settings already runs in this event loop "
+            f"({entry.settings!r}); every manager of one mode shares one server"
+        )
+    entry.users += 1
+    await entry.ready.wait()
+    if entry.server is None:
+        entry.users -= 1
+        assert entry.error is not None
+        raise entry.error
+    return entry.server
+
+
+async def release_shared_server(server: Server) -> None:
+    """Give back a server from :func:`acquire_shared_server`; the last user closes it."""
+    entry = _table().get(server.transport)
+    if entry is None or entry.server is not server:
+        return  # already closed and replaced
+    entry.users -= 1
+    if entry.users <= 0:
+        await server.aclose()
+
+
+async def _host(
+    table: dict[str, _Entry],
+    spec: TransportSpec[Any],
+    entry: _Entry,
+    drain_timeout: float,
+    max_inflight: int,
+) -> None:
+    try:
+        async with serve(
+            spec, entry.settings, drain_timeout=drain_timeout, max_inflight=max_inflight
+        ) as server:
+            entry.server = server
+            entry.ready.set()
+            await server.wait_closed()
+    except Exception as exc:  # a loop-owned task must not raise: hand the error to the waiters
+        if entry.server is None:
+            entry.error = exc
+        else:
+            log.error("the shared %s server failed: %r", spec.name, exc)
+    finally:
+        entry.ready.set()
+        if table.get(spec.name) is entry:
+            del table[spec.name]

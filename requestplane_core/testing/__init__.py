@@ -1,0 +1,1 @@
+"""pytest plugin: the transport conformance kit (filled in below)."""

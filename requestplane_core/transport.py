@@ -1,0 +1,209 @@
+"""The narrow interface a transport plugin implements, and nothing more.
+
+A transport is a :class:`TransportSpec`: a name, a settings class, and two factories that build
+a :class:`TransportServer` and a :class:`TransportClient` from those settings. The rest of
+requestplane (and every user) only ever sees these abstract types: no socket, connection or
+protocol object of a transport leaks past them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from .address import Address
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from .dispatch import Dispatcher
+
+__all__ = [
+    "Capabilities",
+    "ClientStats",
+    "ResponseStream",
+    "TransportClient",
+    "TransportServer",
+    "TransportSpec",
+]
+
+S = TypeVar("S")
+
+
+@attrs.frozen
+class Capabilities:
+    """What a transport can do. The conformance kit marks cases it cannot as not applicable."""
+
+    streaming: bool = True
+    cancellation: bool = True
+    deadlines: bool = True
+    backends: frozenset[str] = attrs.field(
+        default=frozenset({"asyncio", "trio"}), converter=frozenset
+    )
+
+
+@attrs.frozen
+class TransportSpec(Generic[S]):
+    """One transport, as a plugin provides it through ``requestplane_transports``.
+
+    ``server`` and ``client`` are called with the loaded settings (an instance of
+    ``settings``); they should import heavy dependencies lazily so that listing transports
+    stays cheap.
+    """
+
+    name: str
+    description: str
+    settings: type[S]
+    server: Callable[[S], TransportServer]
+    client: Callable[[S], TransportClient]
+    capabilities: Capabilities = Capabilities()
+
+
+@attrs.define
+class ClientStats:
+    """Counters a client keeps; cheap enough to update on every request."""
+
+    requests: int = 0
+    streams: int = 0
+    errors: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    open_connections: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+class ResponseStream(abc.ABC):
+    """The chunks of one streamed response, in order, as they arrive.
+
+    Iterate it to the end, or leave early with :meth:`aclose` (or ``async with``), which
+    cancels the handler on the server. A stream that breaks raises the typed error instead of
+    ending early: a short stream is never mistaken for a complete one.
+    """
+
+    def __aiter__(self) -> Self:
+        return self
+
+    @abc.abstractmethod
+    async def __anext__(self) -> bytes: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop receiving; if the stream has not ended, cancel it on the server."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class TransportClient(abc.ABC):
+    """The calling half of a transport.
+
+    A client may run background work (reading connections); it does so in the task group
+    given to :meth:`start`. ``async with client:`` gives it a task group of its own.
+    """
+
+    stats: ClientStats
+
+    @abc.abstractmethod
+    def start(self, task_group: TaskGroup) -> None:
+        """Attach to ``task_group`` for later background tasks; called once before use."""
+
+    @abc.abstractmethod
+    async def request(
+        self,
+        address: Address | str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """Send one request and return its response.
+
+        ``timeout`` (seconds) bounds the whole call and travels to the server as the handler's
+        deadline; ``None`` uses the transport's configured request timeout. Calling a
+        streaming endpoint returns its chunks joined.
+        """
+
+    @abc.abstractmethod
+    def stream(
+        self,
+        address: Address | str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ResponseStream:
+        """Send one request and return its response chunks as they arrive.
+
+        Calling a unary endpoint yields its response as a single chunk.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Fail what is still in flight with ``ConnectionLost`` and close every connection."""
+
+    async def __aenter__(self) -> Self:
+        self._owned_tg = anyio.create_task_group()
+        await self._owned_tg.__aenter__()
+        self.start(self._owned_tg)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            self._owned_tg.cancel_scope.cancel()
+            await self._owned_tg.__aexit__(exc_type, exc, tb)
+
+
+class TransportServer(abc.ABC):
+    """The listening half of a transport: one instance serves every endpoint of a process.
+
+    The core drives it: :meth:`start`, then :meth:`endpoint_added` / :meth:`endpoint_removed`
+    as endpoints come and go, then :meth:`aclose` after the dispatcher has drained. Every
+    request it receives goes to :meth:`Dispatcher.handle`, which owns lookup, admission,
+    deadlines, drain and error mapping, so a transport only moves bytes.
+    """
+
+    @abc.abstractmethod
+    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+        """Bind and begin serving in ``task_group``; return once :meth:`address` is final."""
+
+    @abc.abstractmethod
+    def address(self, endpoint: str) -> Address:
+        """The address callers use to reach ``endpoint`` on this server."""
+
+    async def endpoint_added(self, endpoint: str) -> None:  # noqa: B027 (optional hook)
+        """Called after ``endpoint`` is registered (e.g. to subscribe to its subject)."""
+
+    async def endpoint_removed(self, endpoint: str) -> None:  # noqa: B027 (optional hook)
+        """Called after ``endpoint`` is unregistered and its requests have drained."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Stop accepting, flush queued responses and close every connection."""
+
+    def health_details(self) -> Mapping[str, Any]:
+        """Transport-specific facts for :meth:`Server.health` (bound address, connections)."""
+        return {}
