@@ -1,0 +1,490 @@
+"""The conformance suite, written once against the public contracts only."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+import pytest
+
+from requestplane_core import (
+    Address,
+    DeadlineExceeded,
+    EndpointNotFound,
+    PayloadTooLarge,
+    RemoteError,
+    Request,
+    RequestPlane,
+    Server,
+    TransportClient,
+    Unavailable,
+)
+
+# Generous bounds: they only turn a hang into a failure, on a loaded 2-core machine.
+BOUND = 15.0
+
+
+class _Probe:
+    """Events a handler sets so a test can wait for what happened on the server."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.cancelled = anyio.Event()
+        self.release = anyio.Event()
+        self.deadline: float | None = math.nan
+
+
+@attrs.define
+class _Fixture:
+    server: Server
+    client: TransportClient
+    plane: RequestPlane
+    probe: _Probe
+    addresses: dict[str, Address]
+
+    def addr(self, endpoint: str) -> Address:
+        return self.addresses[endpoint]
+
+
+async def _echo(request: Request) -> bytes:
+    return request.payload
+
+
+async def _count(request: Request) -> AsyncIterator[bytes]:
+    for i in range(int(request.payload or b"0")):
+        yield f"{i}\n".encode()
+
+
+async def _headers(request: Request) -> bytes:
+    return json.dumps(dict(request.headers), sort_keys=True).encode()
+
+
+async def _fail(request: Request) -> bytes:
+    raise ValueError(f"bad input: {request.payload.decode(errors='replace')}")
+
+
+async def _fail_midstream(request: Request) -> AsyncIterator[bytes]:
+    yield b"first"
+    yield b"second"
+    raise KeyError("lost its place")
+
+
+def _blocking(probe: _Probe) -> Any:
+    async def handler(request: Request) -> bytes:
+        probe.deadline = request.deadline
+        probe.started.set()
+        try:
+            await probe.release.wait()
+        except anyio.get_cancelled_exc_class():
+            probe.cancelled.set()
+            raise
+        return b"released:" + request.payload
+
+    return handler
+
+
+def _endless(probe: _Probe) -> Any:
+    async def handler(request: Request) -> AsyncIterator[bytes]:
+        probe.started.set()
+        try:
+            i = 0
+            while True:
+                yield b"tick %d" % i
+                i += 1
+                await anyio.sleep(0.01)
+        except BaseException:
+            probe.cancelled.set()
+            raise
+
+    return handler
+
+
+def _big(size: int) -> Any:
+    async def handler(request: Request) -> bytes:
+        return b"x" * size
+
+    return handler
+
+
+class TransportConformance:
+    """Every case runs on asyncio and trio against the transport named by ``mode``.
+
+    Override the ``transport_settings`` fixture instead of ``settings`` when the settings
+    depend on another fixture (a broker started for the test, say).
+    """
+
+    mode: ClassVar[str]
+    settings: ClassVar[Mapping[str, object]] = {}
+    #: The largest payload the transport accepts; ``None`` reads ``max_message_size`` from
+    #: the transport's settings.
+    max_payload: ClassVar[int | None] = None
+    #: The limit the suite sets through ``max_message_size`` (when the transport has that
+    #: setting) so that the size cases stay fast.
+    size_limit: ClassVar[int] = 2 * 1024 * 1024
+
+    pytestmark = pytest.mark.anyio
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def transport_settings(self) -> Mapping[str, object]:
+        return dict(self.settings)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _plane(self, settings: Mapping[str, object], **kwargs: Any) -> RequestPlane:
+        plane = RequestPlane(self.mode, settings=settings, environ={}, **kwargs)
+        if "max_message_size" not in settings and hasattr(plane.settings, "max_message_size"):
+            plane = RequestPlane(
+                self.mode,
+                settings={**settings, "max_message_size": self.size_limit},
+                environ={},
+                **kwargs,
+            )
+        return plane
+
+    def _limit(self, plane: RequestPlane) -> int:
+        if self.max_payload is not None:
+            return self.max_payload
+        limit = getattr(plane.settings, "max_message_size", None)
+        if not isinstance(limit, int):
+            pytest.skip("not applicable: the transport has no max_message_size setting")
+        return limit
+
+    def _needs(self, plane: RequestPlane, capability: str) -> None:
+        if not getattr(plane.transport.spec.capabilities, capability):
+            pytest.skip(f"not applicable: transport {self.mode!r} declares {capability}=False")
+
+    @asynccontextmanager
+    async def _open(
+        self, settings: Mapping[str, object], **kwargs: Any
+    ) -> AsyncIterator[_Fixture]:
+        probe = _Probe()
+        async with self._plane(settings, **kwargs) as plane:
+            server = await plane.server()
+            handlers = {
+                "echo": _echo,
+                "count": _count,
+                "headers": _headers,
+                "fail": _fail,
+                "fail-midstream": _fail_midstream,
+                "block": _blocking(probe),
+                "endless": _endless(probe),
+            }
+            addresses = {name: await server.register(name, h) for name, h in handlers.items()}
+            yield _Fixture(server, plane.client(), plane, probe, addresses)
+
+    # -- unary -----------------------------------------------------------------------------
+
+    async def test_unary_echo(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"hello") == b"hello"
+                assert await f.client.request(str(f.addr("echo")), b"") == b""
+                assert await f.client.request(f.addr("echo"), bytes(range(256))) == bytes(
+                    range(256)
+                )
+
+    async def test_address_round_trips(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            address = f.addr("echo")
+            assert address.scheme.startswith(self.mode) or address.scheme
+            assert Address.parse(str(address)) == address
+            assert f.server.address("echo") == address
+
+    async def test_headers_round_trip(self, transport_settings: Mapping[str, object]) -> None:
+        headers = {"x-trace": "abc-123", "tenant": "blue team", "empty": ""}
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND):
+                body = await f.client.request(f.addr("headers"), b"", headers=headers)
+        received = json.loads(body)
+        for key, value in headers.items():
+            assert received.get(key) == value, received
+
+    async def test_unknown_endpoint(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            gone = await f.server.register("gone", _echo)
+            await f.server.unregister("gone")
+            with anyio.fail_after(BOUND), pytest.raises(EndpointNotFound):
+                await f.client.request(gone, b"x")
+            # the server keeps serving the others
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"still") == b"still"
+
+    async def test_handler_error(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND), pytest.raises(RemoteError) as info:
+                await f.client.request(f.addr("fail"), b"42")
+            assert info.value.type_name == "ValueError"
+            assert "bad input: 42" in info.value.remote_message
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"ok") == b"ok"
+
+    # -- streaming -------------------------------------------------------------------------
+
+    async def test_stream(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            with anyio.fail_after(BOUND):
+                chunks = [c async for c in f.client.stream(f.addr("count"), b"50")]
+            assert chunks == [f"{i}\n".encode() for i in range(50)]
+
+    async def test_empty_stream(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            with anyio.fail_after(BOUND):
+                assert [c async for c in f.client.stream(f.addr("count"), b"0")] == []
+
+    async def test_request_joins_stream_and_stream_wraps_unary(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("count"), b"3") == b"0\n1\n2\n"
+                async with f.client.stream(f.addr("echo"), b"one") as chunks:
+                    assert [c async for c in chunks] == [b"one"]
+
+    async def test_stream_error_midway(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            seen: list[bytes] = []
+            with anyio.fail_after(BOUND), pytest.raises(RemoteError) as info:
+                async with f.client.stream(f.addr("fail-midstream"), b"") as chunks:
+                    async for chunk in chunks:
+                        seen.append(chunk)
+            assert seen == [b"first", b"second"]
+            assert info.value.type_name == "KeyError"
+
+    async def test_stream_closed_early_cancels_handler(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            self._needs(f.plane, "cancellation")
+            with anyio.fail_after(BOUND):
+                async with f.client.stream(f.addr("endless"), b"") as chunks:
+                    async for chunk in chunks:
+                        assert chunk.startswith(b"tick")
+                        break
+                await f.probe.cancelled.wait()
+                assert await f.client.request(f.addr("echo"), b"after") == b"after"
+
+    # -- sizes -----------------------------------------------------------------------------
+
+    async def test_large_payload_near_limit(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            size = self._limit(f.plane) - 1024
+            payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+            with anyio.fail_after(BOUND * 2):
+                assert await f.client.request(f.addr("echo"), payload) == payload
+
+    async def test_oversize_request_refused(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            limit = self._limit(f.plane)
+            with anyio.fail_after(BOUND), pytest.raises(PayloadTooLarge):
+                await f.client.request(f.addr("echo"), b"x" * (limit + 1))
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"fine") == b"fine"
+
+    async def test_oversize_response_refused(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            limit = self._limit(f.plane)
+            big = await f.server.register("big", _big(limit + 1))
+            with anyio.fail_after(BOUND), pytest.raises(PayloadTooLarge):
+                await f.client.request(big, b"")
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"fine") == b"fine"
+
+    # -- cancellation and deadlines --------------------------------------------------------
+
+    async def test_cancellation_reaches_handler(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "cancellation")
+            outcome: list[object] = []
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        outcome.append(await f.client.request(f.addr("block"), b"x"))
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    tg.cancel_scope.cancel()
+                await f.probe.cancelled.wait()
+            assert outcome == []
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo"), b"next") == b"next"
+
+    async def test_deadline(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "deadlines")
+            with anyio.fail_after(BOUND), pytest.raises(DeadlineExceeded):
+                await f.client.request(f.addr("block"), b"x", timeout=0.5)
+            assert f.probe.deadline is not None and not math.isnan(f.probe.deadline)
+            with anyio.fail_after(BOUND):
+                await f.probe.cancelled.wait()
+
+    async def test_no_deadline_by_default_reaches_handler_as_none(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        if getattr(self._plane(transport_settings).settings, "request_timeout", None) is not None:
+            pytest.skip("not applicable: the transport is configured with a request timeout")
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        assert await f.client.request(f.addr("block"), b"y") == b"released:y"
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    f.probe.release.set()
+            assert f.probe.deadline is None
+
+    # -- concurrency and sharing -----------------------------------------------------------
+
+    async def test_many_concurrent_requests_on_one_client(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        results: dict[int, bytes] = {}
+        async with self._open(transport_settings) as f:
+
+            async def call(i: int) -> None:
+                results[i] = await f.client.request(f.addr("echo"), b"%d" % i * (i % 7 + 1))
+
+            with anyio.fail_after(BOUND * 2):
+                async with anyio.create_task_group() as tg:
+                    for i in range(300):
+                        tg.start_soon(call, i)
+            assert results == {i: b"%d" % i * (i % 7 + 1) for i in range(300)}
+            assert f.client.stats.requests >= 300
+            assert f.client.stats.errors == 0
+
+    async def test_concurrent_streams_interleave(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            results: dict[int, list[bytes]] = {}
+
+            async def consume(i: int) -> None:
+                results[i] = [c async for c in f.client.stream(f.addr("count"), b"%d" % i)]
+
+            with anyio.fail_after(BOUND * 2):
+                async with anyio.create_task_group() as tg:
+                    for i in range(20):
+                        tg.start_soon(consume, i)
+            assert results == {i: [f"{j}\n".encode() for j in range(i)] for i in range(20)}
+
+    async def test_two_managers_share_one_server(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._plane(transport_settings) as one, self._plane(transport_settings) as two:
+            server_one, server_two = await one.server(), await two.server()
+            assert server_one is server_two
+            a = await server_one.register("worker-a", _echo)
+            b = await server_two.register("worker-b", _headers)
+            assert (a.host, a.port) == (b.host, b.port)
+            client = two.client()
+            with anyio.fail_after(BOUND):
+                assert await client.request(a, b"a") == b"a"
+                assert json.loads(await client.request(b, b"", headers={"k": "v"}))["k"] == "v"
+
+    async def test_server_is_fresh_in_a_new_event_loop(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        # The shared server of an earlier test (an earlier event loop) must not be handed out.
+        async with self._plane(transport_settings) as plane:
+            server = await plane.server()
+            assert not server.closed
+            assert server.health().serving
+
+    # -- endpoint lifecycle and drain -------------------------------------------------------
+
+    async def test_register_twice_is_an_error(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            with pytest.raises(ValueError, match="already registered"):
+                await f.server.register("echo", _echo)
+
+    async def test_unregister_lets_inflight_finish(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            outcome: list[bytes] = []
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        outcome.append(await f.client.request(f.addr("block"), b"z"))
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    tg.start_soon(f.server.unregister, "block")
+                    with pytest.raises((Unavailable, EndpointNotFound)):
+                        await f.client.request(f.addr("block"), b"refused")
+                    f.probe.release.set()
+            assert outcome == [b"released:z"]
+            assert "block" not in f.server.endpoints
+            with anyio.fail_after(BOUND), pytest.raises(EndpointNotFound):
+                await f.client.request(f.addr("block"), b"gone")
+
+    async def test_drain_on_close(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings, drain_timeout=BOUND) as f:
+            outcome: list[bytes] = []
+            with anyio.fail_after(BOUND * 2):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        outcome.append(await f.client.request(f.addr("block"), b"d"))
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    tg.start_soon(f.server.aclose)
+                    await anyio.wait_all_tasks_blocked()  # aclose has begun draining
+                    assert f.server.health().draining
+                    with pytest.raises(Unavailable):
+                        await f.client.request(f.addr("echo"), b"late")
+                    f.probe.release.set()
+            assert outcome == [b"released:d"]
+            assert f.server.closed
+
+    async def test_drain_timeout_cancels_stragglers(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings, drain_timeout=0.3) as f:
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        with pytest.raises(Unavailable):
+                            await f.client.request(f.addr("block"), b"s")
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    await f.server.aclose()
+                await f.probe.cancelled.wait()
+
+    async def test_health(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            health = f.server.health()
+            assert health.transport == self.mode
+            assert health.serving and not health.draining
+            assert "echo" in health.endpoints
