@@ -21,7 +21,24 @@ from .transport import TransportClient
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["RequestPlane"]
+__all__ = ["RequestPlane", "installed_transports", "read_core_settings"]
+
+
+def read_core_settings(
+    environ: Mapping[str, str] | None = None, **overrides: object
+) -> CoreSettings:
+    """The core settings from ``environ`` (default: the process environment) and overrides."""
+    env = os.environ if environ is None else environ
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return load_settings(CoreSettings, prefix=ENV_PREFIX, environ=env, overrides=given)
+
+
+def installed_transports(environ: Mapping[str, str] | None = None) -> PluginRegistry:
+    """Every transport plugin (imported, for listing), honouring the plugin controls."""
+    core = read_core_settings(environ)
+    return load_plugins(
+        allow=core.plugins, deny=core.disable_plugins, strict=core.strict_plugins
+    )
 
 
 class RequestPlane:
@@ -50,14 +67,9 @@ class RequestPlane:
         plugins: PluginRegistry | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
-        overrides: dict[str, object] = {}
-        if mode is not None:
-            overrides["mode"] = mode
-        if drain_timeout is not None:
-            overrides["drain_timeout"] = drain_timeout
-        if max_inflight is not None:
-            overrides["max_inflight"] = max_inflight
-        self.core = load_settings(CoreSettings, prefix=ENV_PREFIX, environ=env, overrides=overrides)
+        self.core = read_core_settings(
+            env, mode=mode, drain_timeout=drain_timeout, max_inflight=max_inflight
+        )
         self.mode = self.core.mode
         if plugins is None:
             plugins = load_plugins(

@@ -54,7 +54,8 @@ class TransportSpec(Generic[S]):
 
     ``server`` and ``client`` are called with the loaded settings (an instance of
     ``settings``); they should import heavy dependencies lazily so that listing transports
-    stays cheap.
+    stays cheap. ``schemes`` are the address schemes the transport's client accepts (default:
+    its name), so that a caller holding only an address can pick the transport.
     """
 
     name: str
@@ -63,6 +64,11 @@ class TransportSpec(Generic[S]):
     server: Callable[[S], TransportServer]
     client: Callable[[S], TransportClient]
     capabilities: Capabilities = Capabilities()
+    schemes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    @property
+    def address_schemes(self) -> tuple[str, ...]:
+        return self.schemes or (self.name,)
 
 
 @attrs.define

@@ -1,0 +1,242 @@
+"""The ``requestplane`` command: list transports, serve the demo endpoints, call an address."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .address import Address
+from .config import transport_env_prefix
+from .demo import DEMO_ENDPOINTS
+from .errors import ConfigError, RequestPlaneError
+from .manager import RequestPlane, installed_transports
+from .settings import describe_settings
+
+__all__ = ["main"]
+
+BACKENDS = ("asyncio", "trio")
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+# -- transports ---------------------------------------------------------------------------
+
+
+def cmd_transports(args: argparse.Namespace) -> int:
+    registry = installed_transports()
+    for name, loaded in sorted(registry.transports.items()):
+        spec = loaded.spec
+        caps = spec.capabilities
+        settings = [
+            {
+                "env": f.env_var,
+                "default": None if f.secret and f.default is not None else f.default,
+                "accepts": f.accepts,
+                "help": f.help,
+            }
+            for f in describe_settings(spec.settings, transport_env_prefix(name))
+        ]
+        record: dict[str, Any] = {
+            "name": name,
+            "distribution": loaded.distribution,
+            "version": loaded.version,
+            "description": spec.description,
+            "schemes": list(spec.address_schemes),
+            "capabilities": {
+                "streaming": caps.streaming,
+                "cancellation": caps.cancellation,
+                "deadlines": caps.deadlines,
+                "backends": sorted(caps.backends),
+            },
+            "settings": settings,
+        }
+        if args.json:
+            _out(json.dumps(record, default=str))
+            continue
+        dist = f"{loaded.distribution} {loaded.version}" if loaded.distribution else loaded.plugin
+        _out(f"{name}  ({dist})  {spec.description}")
+        flags = [k for k in ("streaming", "cancellation", "deadlines") if getattr(caps, k)]
+        _out(f"    capabilities: {', '.join(flags)}; backends: {', '.join(sorted(caps.backends))}")
+        for s in settings:
+            _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
+    for broken in registry.broken:
+        if args.json:
+            _out(json.dumps({"name": broken.name, "distribution": broken.distribution,
+                             "broken": broken.reason}))
+        else:
+            _out(f"{broken.name}  BROKEN ({broken.distribution}): {broken.reason}")
+    for name in registry.disabled:
+        if args.json:
+            _out(json.dumps({"name": name, "disabled": True}))
+        else:
+            _out(f"{name}  disabled by REQUESTPLANE_PLUGINS / REQUESTPLANE_DISABLE_PLUGINS")
+    return 0
+
+
+# -- serve --------------------------------------------------------------------------------
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    plane = RequestPlane(args.mode)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with plane:
+            server = await plane.server()
+            for name, handler in DEMO_ENDPOINTS.items():
+                address = await server.register(name, handler)
+                if args.json:
+                    _out(json.dumps({"endpoint": name, "address": str(address)}))
+                else:
+                    _out(f"serving {name} at {address}")
+            async for signum in signals:
+                if not args.json:
+                    _out(f"received {signal.Signals(signum).name}; draining")
+                break
+    return 0
+
+
+# -- call ---------------------------------------------------------------------------------
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.data is not None:
+        return str(args.data).encode()
+    if args.data_file is not None:
+        try:
+            return Path(args.data_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--data-file {args.data_file}: {exc.strerror}") from None
+    if sys.stdin is None or sys.stdin.isatty():
+        return b""
+    return sys.stdin.buffer.read()
+
+
+def _headers(pairs: Sequence[str]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-H {pair!r}: expected KEY=VALUE")
+        headers[key] = value
+    return headers
+
+
+def _mode_for(address: Address) -> str:
+    """The transport whose client speaks ``address``'s scheme (``http`` for ``https``...)."""
+    if address.scheme in {"tcp", "http", "nats"}:
+        return address.scheme
+    for name, loaded in installed_transports().transports.items():
+        if address.scheme in loaded.spec.address_schemes:
+            return name
+    return address.scheme
+
+
+async def _call(args: argparse.Namespace) -> int:
+    address = Address.parse(args.address)
+    payload, headers = _payload(args), _headers(args.header)
+    out = sys.stdout.buffer
+    async with RequestPlane(_mode_for(address)) as plane:
+        client = plane.client()
+        if args.stream:
+            async with client.stream(address, payload, headers=headers, timeout=args.timeout) as s:
+                async for chunk in s:
+                    out.write(chunk)
+                    out.flush()
+        else:
+            out.write(await client.request(address, payload, headers=headers, timeout=args.timeout))
+            out.flush()
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="requestplane", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("transports", help="list installed transports and their settings")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=cmd_transports)
+
+    p = sub.add_parser("serve", help="serve the demo endpoints echo and stream until SIGINT")
+    p.add_argument("--mode", help="transport (default: REQUESTPLANE_MODE, else tcp)")
+    p.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    p.add_argument("--json", action="store_true", help="print one JSON object per endpoint")
+    p.set_defaults(run_async=_serve)
+
+    p = sub.add_parser("call", help="call an endpoint address and print the response")
+    p.add_argument("address", help="e.g. tcp://127.0.0.1:41234/echo")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data", "-d", help="the payload (default: standard input)")
+    data.add_argument("--data-file", help="read the payload from this file")
+    p.add_argument("-H", "--header", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--stream", action="store_true", help="print chunks as they arrive")
+    p.add_argument("--timeout", type=_positive_float, help="seconds for the whole call")
+    p.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    p.set_defaults(run_async=_call)
+
+    try:
+        bench = importlib.import_module(f"{__package__}.bench")
+    except ModuleNotFoundError:
+        pass  # the benchmark command lands separately
+    else:
+        p = sub.add_parser("bench", help=bench.__doc__.splitlines()[0] if bench.__doc__ else "")
+        bench.add_arguments(p)
+        p.set_defaults(run=bench.run)
+    return parser
+
+
+def _fail(exc: RequestPlaneError) -> int:
+    sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+    return 1
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if hasattr(args, "run_async"):
+            runner: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.run_async
+            return int(anyio.run(runner, args, backend=args.backend))
+        return int(args.run(args))
+    except RequestPlaneError as exc:
+        return _fail(exc)
+    except BaseExceptionGroup as group:
+        # Task groups wrap errors; a single typed error inside is still that error.
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], RequestPlaneError):
+            return _fail(leaves[0])
+        raise
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
