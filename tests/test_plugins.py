@@ -78,7 +78,7 @@ def test_two_modules_providing_one_transport_is_an_error_naming_both(
 ) -> None:
     plugin_module(tmp_path, "second_fixture", PROVIDES.format(name="fixture"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match="provided twice.*requestplane-fixture.*second_fixture"):
+    with pytest.raises(ConfigError, match=r"provided twice.*requestplane-fixture.*second_fixture"):
         load_plugins(allow="fixture,second_fixture")
 
 
@@ -123,7 +123,7 @@ def test_hookimpl_with_a_typo_is_an_error_at_load_time(
         """,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match="typo_plugin.*requestplane_transport"):
+    with pytest.raises(ConfigError, match=r"typo_plugin.*requestplane_transport"):
         load_plugins(allow="typo_plugin")
 
 

@@ -83,7 +83,7 @@ def test_override_of_wrong_type_or_range_is_an_error() -> None:
 
 
 def test_unknown_override_lists_accepted_names() -> None:
-    with pytest.raises(ConfigError, match="unknown setting.*prot.*accepted: cert, host"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*prot.*accepted: cert, host"):
         load({}, prot=1)
 
 
