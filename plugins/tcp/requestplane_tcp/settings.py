@@ -1,0 +1,116 @@
+"""The TCP transport's settings, read by the core from ``REQUESTPLANE_TCP_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+from requestplane_core import setting
+
+__all__ = ["MAX_MESSAGE_SIZE_LIMIT", "TcpSettings"]
+
+# The frame length field is 32 bits and a frame carries up to 64 KiB of metadata besides the
+# payload; keeping the payload limit this far below 4 GiB leaves room for both.
+MAX_MESSAGE_SIZE_LIMIT = 2**32 - 2**20
+
+
+def _nonempty(value: str) -> bool:
+    return bool(value.strip())
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+def _message_size(value: int) -> bool:
+    return 1 <= value <= MAX_MESSAGE_SIZE_LIMIT
+
+
+def _positive(value: float) -> bool:
+    return value > 0 and value != float("inf")
+
+
+@attrs.frozen
+class TcpSettings:
+    host: str = setting(
+        "127.0.0.1",
+        help="interface the server binds; 0.0.0.0 or :: binds every interface (an explicit "
+        "choice: the default serves this machine only)",
+        accepts="an IP address or host name",
+        check=_nonempty,
+    )
+    port: int = setting(
+        0,
+        help="port the server binds; 0 lets the OS choose (addresses carry the real port)",
+        accepts="an integer 0..65535",
+        check=_port,
+    )
+    advertise_host: str | None = setting(
+        None,
+        help="host put into the addresses the server publishes; none: the bind host, or for "
+        "a wildcard bind (0.0.0.0, ::) the address this machine's hostname resolves to "
+        "(127.0.0.1 / ::1 if it does not resolve)",
+        accepts="an IP address or host name, or 'none'",
+        check=_nonempty,
+    )
+    max_message_size: int = setting(
+        32 * 1024 * 1024,
+        help="largest request or response payload in bytes; larger ones are refused with "
+        "PayloadTooLarge before sending, and on receipt",
+        accepts=f"an integer 1..{MAX_MESSAGE_SIZE_LIMIT}",
+        check=_message_size,
+    )
+    connect_timeout: float = setting(
+        10.0,
+        help="seconds a client waits to connect (TCP, TLS and protocol handshake)",
+        accepts="a number of seconds > 0",
+        check=_positive,
+    )
+    request_timeout: float | None = setting(
+        None,
+        help="seconds a request may take when the caller passes no timeout; none: no deadline",
+        accepts="a number of seconds > 0, or 'none'",
+        check=_positive,
+    )
+    tls: bool = setting(
+        False,
+        help="speak TLS: the server needs tls_cert (and tls_key); clients verify the server "
+        "against tls_ca",
+    )
+    tls_cert: Path | None = setting(
+        None,
+        help="the server's certificate chain (PEM); may also hold its key",
+        accepts="a file path, or 'none'",
+    )
+    tls_key: Path | None = setting(
+        None,
+        help="the server's private key (PEM), if not in tls_cert",
+        accepts="a file path, or 'none'",
+    )
+    tls_ca: Path | None = setting(
+        None,
+        help="CA certificates (PEM) clients trust for servers; none: the system trust store",
+        accepts="a file path, or 'none'",
+    )
+    tls_server_name: str | None = setting(
+        None,
+        help="name clients expect in server certificates; none: the address's host",
+        accepts="a host name, or 'none'",
+        check=_nonempty,
+    )
+    tls_client_cert: Path | None = setting(
+        None,
+        help="certificate chain (PEM) clients present for mutual TLS; may also hold the key",
+        accepts="a file path, or 'none'",
+    )
+    tls_client_key: Path | None = setting(
+        None,
+        help="private key (PEM) of tls_client_cert, if not in that file",
+        accepts="a file path, or 'none'",
+    )
+    tls_client_ca: Path | None = setting(
+        None,
+        help="CA certificates (PEM) the server verifies client certificates against; setting "
+        "it turns on mutual TLS (clients without such a certificate are refused)",
+        accepts="a file path, or 'none'",
+    )
