@@ -72,8 +72,15 @@ def cmd_transports(args: argparse.Namespace) -> int:
             _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
     for broken in registry.broken:
         if args.json:
-            _out(json.dumps({"name": broken.name, "distribution": broken.distribution,
-                             "broken": broken.reason}))
+            _out(
+                json.dumps(
+                    {
+                        "name": broken.name,
+                        "distribution": broken.distribution,
+                        "broken": broken.reason,
+                    }
+                )
+            )
         else:
             _out(f"{broken.name}  BROKEN ({broken.distribution}): {broken.reason}")
     for name in registry.disabled:

@@ -25,6 +25,7 @@ from .errors import (
     RequestPlaneError,
     Unavailable,
 )
+from .instrumentation import ObservedResponder, Observer, RequestEvent
 from .request import Handler, Request
 
 __all__ = ["Dispatcher", "Responder"]
@@ -62,7 +63,11 @@ class _Endpoint:
 class Dispatcher:
     """The endpoint table of one server, and the rules every request goes through."""
 
-    def __init__(self, *, max_inflight: int = 0) -> None:
+    def __init__(
+        self, *, max_inflight: int = 0, observer: Observer | None = None, transport: str = ""
+    ) -> None:
+        self._observer = observer
+        self._transport = transport
         self._endpoints: dict[str, _Endpoint] = {}
         self._max_inflight = max_inflight or math.inf
         self._inflight = 0
@@ -117,6 +122,35 @@ class Dispatcher:
         ``scope`` is the cancel scope the transport cancels when the caller cancels; the
         dispatcher also uses it for the deadline and for cancelling at shutdown.
         """
+        if self._observer is not None:
+            return await self._handle_observed(self._observer, request, responder, scope)
+        return await self._handle(request, responder, scope)
+
+    async def _handle_observed(
+        self,
+        observer: Observer,
+        request: Request,
+        responder: Responder,
+        scope: anyio.CancelScope | None,
+    ) -> None:
+        event = RequestEvent(
+            side="server",
+            transport=self._transport,
+            endpoint=request.endpoint,
+            headers=dict(request.headers),
+        )
+        event.bytes_in = len(request.payload)
+        observed = ObservedResponder(responder, event)
+        observer.started(event)
+        try:
+            await self._handle(request, observed, scope)
+        finally:
+            event.stream = event.chunks > 0
+            observer.finished(event, observed.outcome)
+
+    async def _handle(
+        self, request: Request, responder: Responder, scope: anyio.CancelScope | None
+    ) -> None:
         endpoint = self._endpoints.get(request.endpoint)
         if endpoint is None:
             return await self._refuse(
@@ -230,4 +264,3 @@ class Dispatcher:
 
 def _remote(exc: BaseException) -> RemoteError:
     return RemoteError(type(exc).__name__, str(exc))
-

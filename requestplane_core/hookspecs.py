@@ -18,13 +18,26 @@ A plugin module implements them with :data:`hookimpl` and registers itself throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from .transport import TransportSpec
 
-__all__ = ["PROJECT", "hookimpl", "hookspec", "requestplane_transports"]
+if TYPE_CHECKING:
+    from .instrumentation import RequestEvent
+
+__all__ = [
+    "PROJECT",
+    "hookimpl",
+    "hookspec",
+    "requestplane_request_finished",
+    "requestplane_request_started",
+    "requestplane_server_started",
+    "requestplane_server_stopped",
+    "requestplane_transports",
+]
 
 PROJECT = "requestplane"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -42,3 +55,38 @@ def requestplane_transports() -> Iterable[TransportSpec[object]]:
     called: listing transports imports every plugin module.
     """
     raise NotImplementedError
+
+
+# -- observing hooks ------------------------------------------------------------------------
+# Instrumentation plugins (metrics, tracing) implement these. They are called on the request
+# path, so they must be quick and must not block; an exception in one is logged and ignored.
+# When no plugin implements the request hooks, requestplane skips them entirely.
+
+
+@hookspec
+def requestplane_request_started(event: RequestEvent) -> None:
+    """A request starts, on the client (``event.side == "client"``) or the server side.
+
+    On the client side ``event.headers`` may be extended (e.g. with ``traceparent``) and the
+    additions are sent with the request; on the server side it holds the received headers.
+    Keep per-request state in ``event.scratch``.
+    """
+
+
+@hookspec
+def requestplane_request_finished(event: RequestEvent) -> None:
+    """The request started with the same ``event`` has ended.
+
+    ``event.outcome`` is ``"ok"``, ``"cancelled"`` or the error's class name;
+    ``event.duration`` (seconds), ``bytes_in``, ``bytes_out`` and ``chunks`` are filled in.
+    """
+
+
+@hookspec
+def requestplane_server_started(transport: str, details: Mapping[str, Any]) -> None:
+    """A server of ``transport`` is listening; ``details`` are its health details."""
+
+
+@hookspec
+def requestplane_server_stopped(transport: str) -> None:
+    """The server of ``transport`` has drained and closed."""

@@ -12,6 +12,7 @@ from anyio.abc import TaskGroup
 
 from .config import ENV_PREFIX, CoreSettings, transport_env_prefix
 from .errors import RequestPlaneError
+from .instrumentation import InstrumentedClient, Observer
 from .plugins import LoadedTransport, PluginRegistry, load_plugins
 from .server import Server
 from .settings import load_settings
@@ -36,9 +37,7 @@ def read_core_settings(
 def installed_transports(environ: Mapping[str, str] | None = None) -> PluginRegistry:
     """Every transport plugin (imported, for listing), honouring the plugin controls."""
     core = read_core_settings(environ)
-    return load_plugins(
-        allow=core.plugins, deny=core.disable_plugins, strict=core.strict_plugins
-    )
+    return load_plugins(allow=core.plugins, deny=core.disable_plugins, strict=core.strict_plugins)
 
 
 class RequestPlane:
@@ -86,6 +85,7 @@ class RequestPlane:
             environ=env,
             overrides=settings,
         )
+        self._observer = Observer.create(plugins.manager)
         self._server: Server | None = None
         self._server_lock: anyio.Lock | None = None
         self._clients: list[TransportClient] = []
@@ -126,6 +126,7 @@ class RequestPlane:
                     self.settings,
                     drain_timeout=self.core.drain_timeout,
                     max_inflight=self.core.max_inflight,
+                    hooks=self.plugins.manager.hook,
                 )
         return self._server
 
@@ -134,6 +135,8 @@ class RequestPlane:
         if self._tg is None:
             raise RequestPlaneError("use the manager as `async with RequestPlane() as plane:`")
         client = self.transport.spec.client(self.settings)
+        if self._observer is not None:
+            client = InstrumentedClient(client, self.mode, self._observer)
         client.start(self._tg)
         self._clients.append(client)
         return client

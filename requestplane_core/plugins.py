@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Iterable, Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +24,7 @@ from .transport import TransportSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "OBSERVER_ENTRY_POINT_GROUP",
     "BrokenPlugin",
     "LoadedTransport",
     "PluginRegistry",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "requestplane.transports"
+#: Plugins that provide no transport (instrumentation): always loaded, all of them.
+OBSERVER_ENTRY_POINT_GROUP = "requestplane.plugins"
 
 
 class PluginWarning(UserWarning):
@@ -91,7 +94,7 @@ class PluginRegistry:
             else f"the transport {name!r} is disabled by REQUESTPLANE_DISABLE_PLUGINS / "
             "REQUESTPLANE_PLUGINS"
             if name in self.disabled
-            else f"install it with: pip install \"requestplane[{name}]\""
+            else f'install it with: pip install "requestplane[{name}]"'
         )
         raise UnknownMode(
             f"unknown request plane mode {name!r}; installed: "
@@ -134,18 +137,15 @@ def _who(plugin: str, distribution: str | None) -> str:
     return f"module {plugin!r}"
 
 
+def _from_entry_point(ep: EntryPoint) -> _Candidate:
+    dist = ep.dist
+    return _Candidate(ep.name, dist.name if dist else None, dist.version if dist else None, ep.load)
+
+
 def _candidates(modules: Sequence[str]) -> list[_Candidate]:
     found: dict[str, list[_Candidate]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist
-        found.setdefault(ep.name, []).append(
-            _Candidate(
-                ep.name,
-                dist.name if dist else None,
-                dist.version if dist else None,
-                ep.load,
-            )
-        )
+        found.setdefault(ep.name, []).append(_from_entry_point(ep))
     for name, cands in found.items():
         dists = sorted({c.distribution or "?" for c in cands})
         if len(dists) > 1:
@@ -154,11 +154,13 @@ def _candidates(modules: Sequence[str]) -> list[_Candidate]:
                 f"{' and '.join(dists)}; uninstall one of them"
             )
     out = [cands[0] for cands in found.values()]
+    for ep in entry_points(group=OBSERVER_ENTRY_POINT_GROUP):
+        if ep.name not in found:
+            out.append(_from_entry_point(ep))
+            found[ep.name] = []
     for module in modules:
         if module not in found:
-            out.append(
-                _Candidate(module, None, None, lambda m=module: importlib.import_module(m))
-            )
+            out.append(_Candidate(module, None, None, lambda m=module: importlib.import_module(m)))
     return out
 
 
@@ -169,7 +171,7 @@ def load_plugins(
     deny: str | None = None,
     strict: bool = False,
 ) -> PluginRegistry:
-    """Load transport plugins.
+    """Load transport plugins (and every observing plugin).
 
     ``only``: import just the plugin named so (the selected mode); the others are listed as
     available without being imported. ``allow`` / ``deny``: comma-separated plugin names
@@ -178,12 +180,13 @@ def load_plugins(
     """
     registry = PluginRegistry()
     allowed, denied = _split(allow), set(_split(deny))
-    non_entry_point_modules = [m for m in allowed if "." in m or m not in _entry_point_names()]
+    transport_names = _entry_point_names()
+    non_entry_point_modules = [m for m in allowed if m not in transport_names]
     for cand in _candidates(non_entry_point_modules):
         if cand.name in denied or (allowed and cand.name not in allowed):
             registry.disabled.append(cand.name)
             continue
-        if only is not None and cand.name != only and "." not in cand.name:
+        if only is not None and cand.name != only and cand.name in transport_names:
             registry.available.append(cand.name)
             continue
         try:
@@ -205,4 +208,3 @@ def load_plugins(
 
 def _entry_point_names() -> set[str]:
     return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
-

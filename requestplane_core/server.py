@@ -12,6 +12,7 @@ import attrs
 from .address import Address
 from .dispatch import Dispatcher
 from .errors import EndpointNotFound
+from .instrumentation import Observer, call_hook, has_request_hooks
 from .request import Handler
 from .transport import TransportServer, TransportSpec
 
@@ -115,19 +116,30 @@ async def serve(
     *,
     drain_timeout: float = 10.0,
     max_inflight: int = 0,
+    hooks: Any = None,
 ) -> AsyncIterator[Server]:
     """Run one server of ``spec`` for the duration of the ``async with`` block.
 
     This is the structured way to own a server (tests, embedding); :class:`RequestPlane`
-    uses it underneath for the shared per-process server.
+    uses it underneath for the shared per-process server. ``hooks`` is a plugin manager's
+    ``hook`` relay whose observing hooks see the server and its requests.
     """
-    dispatcher = Dispatcher(max_inflight=max_inflight)
+    observer = Observer(hooks) if hooks is not None and has_request_hooks(hooks) else None
+    dispatcher = Dispatcher(max_inflight=max_inflight, observer=observer, transport=spec.name)
     transport = spec.server(settings)
     async with anyio.create_task_group() as tg:
         await transport.start(dispatcher, tg)
         server = Server(spec.name, transport, dispatcher, drain_timeout)
+        if hooks is not None:
+            call_hook(
+                hooks.requestplane_server_started,
+                transport=spec.name,
+                details=dict(transport.health_details()),
+            )
         try:
             yield server
         finally:
             await server.aclose()
             tg.cancel_scope.cancel()
+            if hooks is not None:
+                call_hook(hooks.requestplane_server_stopped, transport=spec.name)

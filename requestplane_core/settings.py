@@ -197,8 +197,7 @@ def load_settings(
                 value = _parse(raw, field.type)
             except ValueError:
                 raise ConfigError(
-                    f"{source}={_show(raw, info.secret)} is malformed: "
-                    f"expected {_accepts(field)}"
+                    f"{source}={_show(raw, info.secret)} is malformed: expected {_accepts(field)}"
                 ) from None
         else:
             value = raw

@@ -47,7 +47,12 @@ def _table() -> dict[str, _Entry]:
 
 
 async def acquire_shared_server(
-    spec: TransportSpec[Any], settings: object, *, drain_timeout: float, max_inflight: int
+    spec: TransportSpec[Any],
+    settings: object,
+    *,
+    drain_timeout: float,
+    max_inflight: int,
+    hooks: Any = None,
 ) -> Server:
     """Return this event loop's server for ``spec``, starting it on first use."""
     table = _table()
@@ -56,7 +61,7 @@ async def acquire_shared_server(
         entry = None
     if entry is None:
         entry = table[spec.name] = _Entry(settings)
-        spawn_loop_task(lambda: _host(table, spec, entry, drain_timeout, max_inflight))
+        spawn_loop_task(lambda: _host(table, spec, entry, drain_timeout, max_inflight, hooks))
     elif entry.settings != settings:
         raise ConfigError(
             f"a {spec.name} server with other settings already runs in this event loop "
@@ -87,10 +92,15 @@ async def _host(
     entry: _Entry,
     drain_timeout: float,
     max_inflight: int,
+    hooks: Any,
 ) -> None:
     try:
         async with serve(
-            spec, entry.settings, drain_timeout=drain_timeout, max_inflight=max_inflight
+            spec,
+            entry.settings,
+            drain_timeout=drain_timeout,
+            max_inflight=max_inflight,
+            hooks=hooks,
         ) as server:
             entry.server = server
             entry.ready.set()

@@ -163,9 +163,7 @@ class TransportConformance:
             pytest.skip(f"not applicable: transport {self.mode!r} declares {capability}=False")
 
     @asynccontextmanager
-    async def _open(
-        self, settings: Mapping[str, object], **kwargs: Any
-    ) -> AsyncIterator[_Fixture]:
+    async def _open(self, settings: Mapping[str, object], **kwargs: Any) -> AsyncIterator[_Fixture]:
         probe = _Probe()
         async with self._plane(settings, **kwargs) as plane:
             server = await plane.server()
@@ -279,18 +277,14 @@ class TransportConformance:
 
     # -- sizes -----------------------------------------------------------------------------
 
-    async def test_large_payload_near_limit(
-        self, transport_settings: Mapping[str, object]
-    ) -> None:
+    async def test_large_payload_near_limit(self, transport_settings: Mapping[str, object]) -> None:
         async with self._open(transport_settings) as f:
             size = self._limit(f.plane) - 1024
             payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
             with anyio.fail_after(BOUND * 2):
                 assert await f.client.request(f.addr("echo"), payload) == payload
 
-    async def test_oversize_request_refused(
-        self, transport_settings: Mapping[str, object]
-    ) -> None:
+    async def test_oversize_request_refused(self, transport_settings: Mapping[str, object]) -> None:
         async with self._open(transport_settings) as f:
             limit = self._limit(f.plane)
             with anyio.fail_after(BOUND), pytest.raises(PayloadTooLarge):
