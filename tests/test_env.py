@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from requestplane_core import ConfigError, CoreSettings, RequestPlane, describe_settings

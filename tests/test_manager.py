@@ -46,7 +46,7 @@ def test_a_new_event_loop_gets_a_fresh_server(backend: str) -> None:
 
     anyio.run(main, backend=backend)
     anyio.run(main, backend=backend)
-    (first, _), (second, address) = seen
+    (first, _), (second, _) = seen
     assert first is not second and first.closed and second.closed
 
 
