@@ -1,0 +1,42 @@
+"""ruff and mypy --strict stay clean on the core and every distribution in the repo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def packages() -> list[str]:
+    found = [str(ROOT / "requestplane_core")]
+    for pyproject in sorted(
+        [*ROOT.glob("plugins/*/pyproject.toml"), *ROOT.glob("examples/*/pyproject.toml")]
+    ):
+        found += [str(p.parent) for p in pyproject.parent.glob("requestplane_*/__init__.py")]
+    return found
+
+
+def test_ruff_is_clean() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *packages()],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "<!-- test-command -->" in readme and "<!-- main-command -->" in readme
+    assert "test-command" in ci  # .ci/run extracts and runs exactly that block
