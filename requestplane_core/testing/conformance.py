@@ -14,8 +14,10 @@ import pytest
 
 from requestplane_core import (
     Address,
+    ConnectionLost,
     DeadlineExceeded,
     EndpointNotFound,
+    Overloaded,
     PayloadTooLarge,
     RemoteError,
     Request,
@@ -482,3 +484,40 @@ class TransportConformance:
             assert health.transport == self.mode
             assert health.serving and not health.draining
             assert "echo" in health.endpoints
+
+    async def test_admission_control_sheds_with_overloaded(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings, max_inflight=1) as f:
+            outcome: list[bytes] = []
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        outcome.append(await f.client.request(f.addr("block"), b"first"))
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    with pytest.raises(Overloaded) as info:
+                        await f.client.request(f.addr("echo"), b"second")
+                    assert info.value.retriable
+                    f.probe.release.set()
+                assert await f.client.request(f.addr("echo"), b"third") == b"third"
+            assert outcome == [b"released:first"]
+
+    async def test_client_close_fails_inflight_with_connection_lost(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            client = f.plane.client()
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        with pytest.raises(ConnectionLost):
+                            await client.request(f.addr("block"), b"c")
+
+                    tg.start_soon(call)
+                    await f.probe.started.wait()
+                    await client.aclose()
+                await f.probe.cancelled.wait()  # the server noticed the caller left
