@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import anyio
 import attrs
 import pytest
+import sniffio
 
 from requestplane_core import (
     Address,
@@ -143,6 +144,9 @@ class TransportConformance:
 
     def _plane(self, settings: Mapping[str, object], **kwargs: Any) -> RequestPlane:
         plane = RequestPlane(self.mode, settings=settings, environ={}, **kwargs)
+        backend = sniffio.current_async_library()
+        if backend not in plane.transport.spec.capabilities.backends:
+            pytest.skip(f"not applicable: transport {self.mode!r} does not declare {backend}")
         if "max_message_size" not in settings and hasattr(plane.settings, "max_message_size"):
             plane = RequestPlane(
                 self.mode,
