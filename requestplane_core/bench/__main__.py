@@ -1,0 +1,40 @@
+"""Worker processes of ``requestplane bench`` (internal)::
+
+    python -m requestplane_core.bench server CASE_JSON
+    python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from .case import Case
+from .client_worker import measure_case
+from .server_worker import serve_case
+
+
+def _run(case: Case, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+    options = {"use_uvloop": True} if case.uvloop else {}
+    anyio.run(fn, *args, backend=case.backend, backend_options=options)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "server":
+        case = Case.from_json(argv[1])
+        _run(case, serve_case, case)
+        return 0
+    if len(argv) == 3 and argv[0] == "client":
+        case = Case.from_json(argv[1])
+        _run(case, measure_case, case, json.loads(argv[2]))
+        return 0
+    sys.stderr.write(__doc__ or "")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,53 @@
+"""One measured case: which transport, loop, kind of call and load; passed to the workers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+__all__ = ["Case"]
+
+KINDS = ("unary", "stream")
+
+
+@attrs.frozen
+class Case:
+    mode: str
+    backend: str  # asyncio | trio
+    kind: str = "unary"  # unary | stream
+    uvloop: bool = False
+    payload: int = 1024  # bytes echoed each way (unary) or request size (stream)
+    concurrency: int = 64
+    duration: float | None = 2.0
+    requests: int | None = None
+    warmup: float = 0.5
+    chunks: int = 100  # per stream
+    chunk_size: int = 1024
+    endpoint: str = "echo"  # "fail" exists to prove that errors are counted
+    direct: bool = False  # bypass the RequestPlane manager: transport client and serve()
+    stall_timeout: float = 15.0
+
+    @property
+    def loop(self) -> str:
+        """The event loop as shown to users: ``asyncio``, ``asyncio+uvloop`` or ``trio``."""
+        return f"{self.backend}+uvloop" if self.uvloop else self.backend
+
+    @property
+    def server_key(self) -> tuple[str, str, bool, bool]:
+        """Cases with the same key share one server process."""
+        return (self.mode, self.backend, self.uvloop, self.direct)
+
+    @property
+    def label(self) -> str:
+        via = " direct" if self.direct else ""
+        return f"{self.mode}/{self.loop}{via} {self.kind} c={self.concurrency}"
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Case:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)

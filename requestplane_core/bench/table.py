@@ -1,0 +1,58 @@
+"""The human-readable summary: one row per case, then what failed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["format_table", "human_bytes"]
+
+_COLUMNS = (
+    "mode", "backend", "kind", "payload", "conc", "requests", "req/s", "p50 ms", "p99 ms",
+    "chunks/s", "MiB/s", "errors",
+)
+_RIGHT = {"payload", "conc", "requests", "req/s", "p50 ms", "p99 ms", "chunks/s", "MiB/s",
+          "errors"}
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def _row(record: dict[str, Any]) -> list[str]:
+    backend = str(record["backend"]) + (" direct" if record.get("direct") else "")
+    if record.get("failure") is not None:
+        return [record["mode"], backend, record["kind"], human_bytes(record["payload"]),
+                str(record["concurrency"]), "FAILED", "", "", "", "", "", ""]
+    chunks = record.get("chunks_per_s")
+    errors = str(record["errors"]) + (f" ({record['lost']} lost)" if record.get("lost") else "")
+    return [
+        record["mode"],
+        backend,
+        record["kind"] + (f" x{record['chunks']}" if record["kind"] == "stream" else ""),
+        human_bytes(record["payload"]),
+        str(record["concurrency"]),
+        f"{record['requests']:,}",
+        f"{record['req_per_s']:,.0f}",
+        f"{record['p50_us'] / 1000:.2f}",
+        f"{record['p99_us'] / 1000:.2f}",
+        "-" if chunks is None else f"{chunks:,.0f}",
+        f"{record['bytes_per_s'] / (1 << 20):,.1f}",
+        errors,
+    ]
+
+
+def format_table(records: Sequence[dict[str, Any]]) -> str:
+    rows = [list(_COLUMNS), *(_row(r) for r in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if name in _RIGHT else cell.ljust(w)
+            for cell, w, name in zip(row, widths, _COLUMNS, strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
