@@ -1,0 +1,119 @@
+"""``requestplane bench`` end to end on the TCP transport, and its load loop's accounting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+
+from requestplane_core.bench.latency import LatencyRecorder, percentile
+from requestplane_core.bench.load import LoadPlan, run_load
+
+KEYS = {
+    "mode", "backend", "kind", "payload", "concurrency", "requests", "errors", "seconds",
+    "req_per_s", "p50_us", "p99_us", "chunks_per_s",
+}
+
+
+def bench(*flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "requestplane_core.cli", "bench", "--mode", "tcp", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_bench_tcp_json(backend: str) -> None:
+    done = bench("--backend", backend, "--requests", "200", "--concurrency", "8",
+                 "--warmup", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == 1
+    record = records[0]
+    assert KEYS <= set(record)
+    assert (record["mode"], record["backend"], record["kind"]) == ("tcp", backend, "unary")
+    assert (record["payload"], record["concurrency"]) == (1024, 8)
+    assert record["requests"] == 200
+    assert record["errors"] == 0
+    assert record["req_per_s"] > 0 and record["p99_us"] >= record["p50_us"] > 0
+    assert record["server_rss_kib"] > 0 and record["client_rss_kib"] > 0
+
+
+def test_bench_tcp_stream_table() -> None:
+    done = bench("--backend", "asyncio", "--stream", "--chunks", "5", "--chunk-size", "100",
+                 "--requests", "20", "--concurrency", "4", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[-2:]
+    assert header.split()[:3] == ["mode", "backend", "kind"]
+    assert row.split()[:4] == ["tcp", "asyncio", "stream", "x5"]
+    assert row.split()[-1] == "0"  # errors
+
+
+def test_bench_with_failing_requests_exits_non_zero() -> None:
+    done = bench("--backend", "asyncio", "--requests", "50", "--concurrency", "4",
+                 "--warmup", "0", "--json", "--endpoint", "fail")
+    assert done.returncode == 1
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["errors"] == 50 and record["requests"] == 0
+    assert "RemoteError" in record["error_samples"][0]
+    assert "FAILED tcp/asyncio unary" in done.stderr
+
+
+def test_bench_unknown_mode_says_so() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "requestplane_core.cli", "bench", "--mode", "nope"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert "unknown request plane mode 'nope'" in done.stderr
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    recorder = LatencyRecorder(capacity=2)
+    for value in range(100, 0, -1):  # grows past its capacity
+        recorder.add(value)
+    values = recorder.sorted()
+    assert values == list(range(1, 101))
+    assert (percentile(values, 0.5), percentile(values, 0.99), percentile(values, 1.0)) == (
+        50, 99, 100)
+    assert percentile([], 0.5) == 0
+
+
+def _failing_every(n: int) -> Callable[[], Awaitable[None]]:
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        calls += 1
+        mine = calls
+        await anyio.lowlevel.checkpoint()
+        if mine % n == 0:
+            raise ValueError("boom")
+
+    return call
+
+
+@pytest.mark.anyio
+async def test_load_counts_errors_and_requests() -> None:
+    with anyio.fail_after(10):
+        outcome = await run_load(_failing_every(3), LoadPlan(concurrency=5, requests=30))
+    assert outcome.completed + outcome.errors == 30
+    assert outcome.errors == 10 and outcome.lost == 0
+    assert len(outcome.latencies_ns) == 20
+    assert outcome.error_samples == ("ValueError: boom",)
+
+
+@pytest.mark.anyio
+async def test_load_counts_a_stalled_run_as_lost() -> None:
+    async def hang() -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(10):
+        outcome = await run_load(hang, LoadPlan(concurrency=7, requests=100, stall_timeout=0.3))
+    assert (outcome.completed, outcome.errors, outcome.lost) == (0, 0, 7)
