@@ -64,7 +64,7 @@ def trio_asyncio_bridge() -> float:
     import trio_asyncio
 
     async def main() -> float:
-        async with trio_asyncio.open_loop() as loop:
+        async with trio_asyncio.open_loop():
             nc = await trio_asyncio.aio_as_trio(nats.connect)(URL)
             send, recv = trio.open_memory_channel[object](float("inf"))
 

@@ -1,0 +1,282 @@
+"""The calling half: requests and streams over one NATS connection per target server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import anyio
+from anyio.abc import TaskGroup
+
+from requestplane_core import (
+    Address,
+    ClientStats,
+    ConfigError,
+    ConnectionLost,
+    DeadlineExceeded,
+    PayloadTooLarge,
+    RequestPlaneError,
+    ResponseStream,
+    TransportClient,
+)
+
+from . import wire
+from .nats_link import NatsLink
+from .reply_inbox import Call, ReplyInbox
+from .settings import NatsSettings
+from .subjects import cancel_subject_for, valid_subject
+
+__all__ = ["NatsTransportClient"]
+
+
+class _Target:
+    """A parsed address: the subject to publish to and the connection that carries it."""
+
+    __slots__ = ("cancel_subject", "link_key", "subject")
+
+    def __init__(self, subject: str, link_key: str) -> None:
+        self.subject = subject
+        self.cancel_subject = cancel_subject_for(subject)
+        self.link_key = link_key
+
+
+class NatsTransportClient(TransportClient):
+    def __init__(self, settings: NatsSettings) -> None:
+        self.stats = ClientStats()
+        self._settings = settings
+        self._targets: dict[Address | str, _Target] = {}
+        self._inboxes: dict[str, ReplyInbox] = {}
+        self._lock: anyio.Lock | None = None
+        self._closed = False
+
+    def start(self, task_group: TaskGroup) -> None:
+        # Everything runs in nats-py's tasks or the caller's; no background task of our own.
+        pass
+
+    # -- targets and connections --------------------------------------------------------------
+
+    def _target(self, address: Address | str) -> _Target:
+        target = self._targets.get(address)
+        if target is not None:
+            return target
+        parsed = Address.parse(address)
+        if parsed.scheme != "nats":
+            raise ConfigError(f"{str(address)!r} is not a NATS address (nats://host:port/subject)")
+        if not valid_subject(parsed.path):
+            raise ConfigError(f"{str(address)!r} does not name a NATS subject without wildcards")
+        if self._settings.url is not None or not parsed.host:
+            key = ""
+        else:
+            # No URL configured: reach the NATS server the address names, like a TCP client
+            # reaches the host in a tcp:// address.
+            host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+            key = f"nats://{host}:{parsed.port or 4222}"
+        target = _Target(parsed.path, key)
+        if len(self._targets) > 1024:
+            self._targets.clear()
+        self._targets[address] = target
+        return target
+
+    async def _inbox(self, target: _Target) -> ReplyInbox:
+        inbox = self._inboxes.get(target.link_key)
+        if inbox is not None and not inbox.link.closed:
+            return inbox
+        if self._closed:
+            raise ConnectionLost("the client is closed")
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            inbox = self._inboxes.get(target.link_key)
+            if inbox is not None and not inbox.link.closed:
+                return inbox
+            urls = [target.link_key] if target.link_key else self._settings.urls()
+            link = await NatsLink.open(self._settings, urls, name="requestplane-client")
+            inbox = ReplyInbox(link, self._settings.inbox_prefix)
+            try:
+                await inbox.start()
+            except BaseException:
+                await link.aclose()
+                raise
+            if self._closed:
+                await link.aclose()
+                raise ConnectionLost("the client is closed")
+            old = self._inboxes.get(target.link_key)
+            self._inboxes[target.link_key] = inbox
+            self.stats.open_connections = len(self._inboxes)
+            if old is not None:
+                await old.link.aclose()
+            return inbox
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        target: _Target,
+        payload: bytes,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+    ) -> tuple[ReplyInbox, Call]:
+        remaining = deadline - anyio.current_time()
+        if remaining <= 0:
+            raise DeadlineExceeded("the timeout passed before the request was sent")
+        with anyio.fail_after(remaining):
+            inbox = await self._inbox(target)
+        link = inbox.link
+        out = {wire.DEADLINE: f"{max(deadline - anyio.current_time(), 0.0):.6f}"}
+        if headers:
+            for key in headers:
+                if key.lower() in wire.RESERVED:
+                    raise ValueError(f"header {key!r} is reserved by the NATS transport")
+            out = {**headers, **out}
+        size = len(payload) + wire.header_size(out)
+        if size > link.max_payload:
+            raise PayloadTooLarge(
+                f"request of {size} bytes exceeds the NATS server's max_payload of "
+                f"{link.max_payload}"
+            )
+        if not link.connected:
+            raise ConnectionLost("not connected to the NATS server (reconnecting)")
+        call = inbox.new_call(target.subject)
+        self.stats.bytes_sent += len(payload)
+        await link.publish(target.subject, payload, call.reply, out, on_error=_send_failed(call))
+        return inbox, call
+
+    async def _cancel(self, inbox: ReplyInbox, call: Call, target: _Target) -> None:
+        inbox.forget(call)
+        if call.done or inbox.link.closed:
+            return
+        with anyio.CancelScope(shield=True):
+            await inbox.link.publish(target.cancel_subject, call.reply.encode())
+
+    # -- the API -------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        address: Address | str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        self.stats.requests += 1
+        try:
+            target = self._target(address)
+            deadline = anyio.current_time() + (
+                self._settings.request_timeout if timeout is None else timeout
+            )
+            inbox, call = await self._send(target, payload, headers, deadline)
+            try:
+                with anyio.move_on_at(deadline):
+                    while not call.done:
+                        await call.wait()
+                if not call.done:
+                    raise DeadlineExceeded(f"no response from {target.subject!r} in time")
+            finally:
+                if not call.done:
+                    await self._cancel(inbox, call, target)
+                else:
+                    inbox.forget(call)
+            if call.error is not None:
+                raise call.error
+            data = call.chunks[0] if len(call.chunks) == 1 else b"".join(call.chunks)
+        except (RequestPlaneError, TimeoutError, ValueError) as exc:
+            self.stats.errors += 1
+            if isinstance(exc, TimeoutError):
+                raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
+            raise
+        self.stats.bytes_received += len(data)
+        return data
+
+    def stream(
+        self,
+        address: Address | str,
+        payload: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ResponseStream:
+        self.stats.streams += 1
+        return _NatsStream(
+            self, address, payload, headers,
+            self._settings.request_timeout if timeout is None else timeout,
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        inboxes, self._inboxes = self._inboxes, {}
+        self.stats.open_connections = 0
+        for inbox in inboxes.values():
+            inbox.fail_all(ConnectionLost("the client was closed"))
+            await inbox.link.aclose()
+
+
+def _send_failed(call: Call) -> Callable[[BaseException], None]:
+    def failed(exc: BaseException) -> None:
+        call.fail(ConnectionLost(f"could not send the request to NATS: {exc!r}"))
+
+    return failed
+
+
+class _NatsStream(ResponseStream):
+    def __init__(
+        self,
+        client: NatsTransportClient,
+        address: Address | str,
+        payload: bytes,
+        headers: Mapping[str, str] | None,
+        timeout: float,
+    ) -> None:
+        self._client = client
+        self._address = address
+        self._payload = payload
+        self._headers = headers
+        self._deadline = anyio.current_time() + timeout
+        self._target: _Target | None = None
+        self._inbox: ReplyInbox | None = None
+        self._call: Call | None = None
+        self._finished = False
+
+    async def __anext__(self) -> bytes:
+        if self._finished:
+            raise StopAsyncIteration
+        client = self._client
+        try:
+            if self._call is None:
+                self._target = client._target(self._address)
+                self._inbox, self._call = await client._send(
+                    self._target, self._payload, self._headers, self._deadline
+                )
+            call = self._call
+            try:
+                with anyio.move_on_at(self._deadline):
+                    while not call.chunks and not call.done:
+                        await call.wait()
+            except BaseException:
+                await self.aclose()
+                raise
+            if call.chunks:
+                chunk = call.chunks.popleft()
+                client.stats.bytes_received += len(chunk)
+                return chunk
+            if not call.done:
+                await self.aclose()
+                raise DeadlineExceeded(f"the stream from {self._target.subject!r} timed out")  # type: ignore[union-attr]
+            self._finished = True
+            self._inbox.forget(call)  # type: ignore[union-attr]
+            if call.error is not None:
+                raise call.error
+            raise StopAsyncIteration
+        except (RequestPlaneError, ValueError) as exc:
+            self._finished = True
+            client.stats.errors += 1
+            raise exc from None
+        except TimeoutError:
+            self._finished = True
+            client.stats.errors += 1
+            raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
+
+    async def aclose(self) -> None:
+        self._finished = True
+        call, self._call = self._call, None
+        if call is not None and self._inbox is not None and self._target is not None:
+            await self._client._cancel(self._inbox, call, self._target)
+            self._call = call  # keep it so a later __anext__ ends instead of resending

@@ -1,0 +1,235 @@
+"""Where nats-py runs: in the caller's asyncio loop, or in an asyncio loop on its own thread.
+
+nats-py is asyncio-only. On asyncio it runs natively in the running loop (:class:`NativeBridge`:
+every operation is a plain call). On trio it runs in a private asyncio loop on a background
+thread (:class:`ThreadBridge`), chosen over trio-asyncio by measurement (see the README: about
+6x the throughput at 64 concurrent 1 KiB requests, and no process-wide patching of asyncio).
+
+Three operations cross between the caller's side (anyio) and the nats-py loop:
+
+* :meth:`run`: run a nats-py coroutine and await its result (connect, subscribe, flush, close);
+* :meth:`send`: queue a nats-py coroutine in order without waiting for it (publish); the
+  caller is paced only when the queue is long;
+* :meth:`deliver`: from the nats-py loop, run a plain function on the caller's side in order
+  (every received message, connection events).
+
+The thread bridge batches both directions: a burst of messages costs one cross-thread wakeup,
+not one per message, which is what keeps it near native speed.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import sniffio
+
+__all__ = ["LoopBridge", "NativeBridge", "ThreadBridge", "open_bridge"]
+
+log = logging.getLogger("requestplane.nats")
+
+T = TypeVar("T")
+ErrorCallback = Callable[[BaseException], object] | None
+
+# Outbound queue length at which senders wait, and the length at which they may go on.
+_HIGH_WATER = 8192
+_LOW_WATER = 1024
+
+
+class LoopBridge(abc.ABC):
+    @abc.abstractmethod
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+
+    @abc.abstractmethod
+    async def send(
+        self, fn: Callable[..., Awaitable[object]], *args: Any, on_error: ErrorCallback = None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def deliver(self, fn: Callable[..., object], *args: Any) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
+
+
+def open_bridge() -> LoopBridge:
+    """The bridge for the running backend."""
+    if sniffio.current_async_library() == "asyncio":
+        return NativeBridge()
+    return ThreadBridge()
+
+
+class NativeBridge(LoopBridge):
+    """nats-py in the running asyncio loop: no crossing at all."""
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        return await fn(*args)
+
+    async def send(
+        self, fn: Callable[..., Awaitable[object]], *args: Any, on_error: ErrorCallback = None
+    ) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            if on_error is None:
+                log.debug("nats: send failed: %r", exc)
+            else:
+                on_error(exc)
+
+    def deliver(self, fn: Callable[..., object], *args: Any) -> None:
+        fn(*args)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ThreadBridge(LoopBridge):
+    """nats-py in a private asyncio loop on a daemon thread, for trio callers."""
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop = asyncio.new_event_loop()
+        self._inbound: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._in_scheduled = False
+        self._outbound: collections.deque[
+            tuple[Callable[..., Awaitable[object]], tuple[Any, ...], ErrorCallback]
+        ] = collections.deque()
+        self._out_scheduled = False
+        self._wake: asyncio.Event | None = None
+        self._space: anyio.Event | None = None
+        self._blocked = False
+        self._closed = False
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._main, args=(started,), name="requestplane-nats-loop", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    # -- the nats-py thread ----------------------------------------------------------------
+
+    def _main(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._pump(started))
+        finally:
+            # Let nats-py's own tasks see their cancellation before the loop goes away.
+            pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(
+                    asyncio.gather(*pending, return_exceptions=True)
+                )
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    async def _pump(self, started: threading.Event) -> None:
+        wake = self._wake = asyncio.Event()
+        started.set()
+        queue = self._outbound
+        while not self._closed or queue:
+            await wake.wait()
+            wake.clear()
+            self._out_scheduled = False
+            while queue:
+                fn, args, on_error = queue.popleft()
+                try:
+                    await fn(*args)
+                except Exception as exc:
+                    if on_error is None:
+                        log.debug("nats: send failed: %r", exc)
+                    else:
+                        self.deliver(on_error, exc)
+                if self._blocked and len(queue) < _LOW_WATER:
+                    self._blocked = False
+                    self.deliver(self._release)
+
+    def _kick(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    # -- the trio side ---------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        future = asyncio.run_coroutine_threadsafe(_call(fn, args), self._loop)
+        done = anyio.Event()
+        future.add_done_callback(lambda _: self._to_trio(done.set))
+        try:
+            await done.wait()
+        except BaseException:
+            future.cancel()
+            raise
+        return future.result()
+
+    async def send(
+        self, fn: Callable[..., Awaitable[object]], *args: Any, on_error: ErrorCallback = None
+    ) -> None:
+        if self._closed:
+            exc = RuntimeError("the nats connection is closed")
+            if on_error is None:
+                raise exc
+            on_error(exc)
+            return
+        self._outbound.append((fn, args, on_error))
+        if not self._out_scheduled:
+            self._out_scheduled = True
+            self._loop.call_soon_threadsafe(self._kick)
+        if len(self._outbound) > _HIGH_WATER:
+            if self._space is None:
+                self._space = anyio.Event()
+            self._blocked = True
+            await self._space.wait()
+
+    def _release(self) -> None:
+        space, self._space = self._space, None
+        if space is not None:
+            space.set()
+
+    def deliver(self, fn: Callable[..., object], *args: Any) -> None:
+        self._inbound.append((fn, args))
+        if not self._in_scheduled:
+            self._in_scheduled = True
+            self._to_trio(self._drain_inbound)
+
+    def _to_trio(self, fn: Callable[[], object]) -> None:
+        try:
+            self._token.run_sync_soon(fn)
+        except self._trio.RunFinishedError:
+            pass  # trio is gone; nobody is left to receive
+
+    def _drain_inbound(self) -> None:
+        self._in_scheduled = False
+        queue = self._inbound
+        while queue:
+            fn, args = queue.popleft()
+            try:
+                fn(*args)
+            except Exception:  # a callback must never take trio's run loop down
+                log.exception("nats: error while handling a message")
+
+    async def aclose(self) -> None:
+        """Stop the loop after the queued sends went out, and join its thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._kick)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._thread.join)
+        self._release()
+
+
+async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+    return await fn(*args)

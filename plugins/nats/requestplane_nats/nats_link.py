@@ -1,0 +1,259 @@
+"""One nats-py connection, seen from the anyio side through a :class:`LoopBridge`.
+
+This is the only module that touches nats-py's API; the server and the client speak to a
+:class:`NatsLink` and never see a nats object (nor does anything outside this package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
+
+from requestplane_core import ConfigError, ConnectionLost
+
+from .loop_bridge import LoopBridge, open_bridge
+from .settings import NatsSettings
+
+__all__ = ["Msg", "NatsLink", "Subscription", "safe_url"]
+
+log = logging.getLogger("requestplane.nats")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info: URLs may carry credentials and must not reach a log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _ssl_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    if not settings.tls:
+        return None
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.tls_ca) if settings.tls_ca else None
+        )
+        if settings.tls_cert:
+            context.load_cert_chain(
+                str(settings.tls_cert), str(settings.tls_key) if settings.tls_key else None
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"NATS TLS settings cannot be used: {exc}") from None
+    return context
+
+
+class NatsLink:
+    """A connected nats-py client plus the bridge to the loop it runs in."""
+
+    def __init__(self, bridge: LoopBridge, nc: Client, url: str) -> None:
+        self._bridge = bridge
+        self._nc = nc
+        self.url = url
+        self.on_disconnect: Callable[[], object] | None = None
+        self.on_reconnect: Callable[[], object] | None = None
+        self.closed = False
+        self._shut = False
+
+    @classmethod
+    async def open(cls, settings: NatsSettings, urls: list[str], *, name: str) -> NatsLink:
+        """Connect to the first of ``urls`` that answers; reconnects may use all of them.
+
+        Unreachable servers raise :class:`ConnectionLost`; refused credentials or an
+        untrusted certificate raise :class:`ConfigError` at once (retrying cannot fix them).
+        """
+        tls = _ssl_context(settings)
+        bridge = open_bridge()
+        errors: list[str] = []
+        try:
+            for url in urls:
+                nc = Client()
+                link = cls(bridge, nc, url)
+                try:
+                    with anyio.fail_after(settings.connect_timeout + 1):
+                        await bridge.run(link._connect, settings, url, tls, name)
+                except (AuthorizationError, ssl.SSLError) as exc:
+                    raise _config_error(url, exc, settings) from None
+                except (OSError, NatsError, TimeoutError) as exc:
+                    errors.append(f"{safe_url(url)}: {_reason(exc)}")
+                    await bridge.run(nc.close)
+                    continue
+                if len(urls) > 1:
+                    nc.set_server_pool(urls)
+                return link
+        except BaseException:
+            await bridge.aclose()
+            raise
+        await bridge.aclose()
+        raise ConnectionLost(f"cannot connect to NATS: {'; '.join(errors)}")
+
+    async def _connect(
+        self, settings: NatsSettings, url: str, tls: ssl.SSLContext | None, name: str
+    ) -> None:
+        bridge = self._bridge
+
+        async def disconnected() -> None:
+            bridge.deliver(self._disconnected)
+
+        async def reconnected() -> None:
+            bridge.deliver(self._reconnected)
+
+        async def closed() -> None:
+            bridge.deliver(self._closed)
+
+        async def error(exc: Exception) -> None:
+            # nats-py reports every failed reconnect attempt here; its text holds no secrets.
+            log.debug("nats (%s): %r", safe_url(url), exc)
+
+        options: dict[str, Any] = {
+            "servers": [url],
+            "name": name,
+            "connect_timeout": settings.connect_timeout,
+            "reconnect_time_wait": settings.reconnect_wait,
+            "max_reconnect_attempts": settings.max_reconnect_attempts,
+            # The first connect must fail fast (wrong address, credentials) instead of
+            # retrying for minutes; reconnecting is switched on once connected.
+            "allow_reconnect": False,
+            "inbox_prefix": settings.inbox_prefix,
+            "error_cb": error,
+            "disconnected_cb": disconnected,
+            "reconnected_cb": reconnected,
+            "closed_cb": closed,
+        }
+        if settings.token is not None:
+            options["token"] = settings.token
+        if settings.user is not None:
+            options["user"] = settings.user
+        if settings.password is not None:
+            options["password"] = settings.password
+        if settings.creds_file is not None:
+            options["user_credentials"] = str(settings.creds_file)
+        if tls is not None:
+            options["tls"] = tls
+        await self._nc.connect(**options)
+        self._nc.options["allow_reconnect"] = True
+
+    # -- connection events (called on the anyio side) ---------------------------------------
+
+    def _disconnected(self) -> None:
+        if not self.closed and self.on_disconnect is not None:
+            self.on_disconnect()
+
+    def _reconnected(self) -> None:
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+
+    def _closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.on_disconnect is not None:
+                self.on_disconnect()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return not self.closed and self._nc.is_connected
+
+    @property
+    def max_payload(self) -> int:
+        return self._nc.max_payload
+
+    @property
+    def server_netloc(self) -> tuple[str, int | None]:
+        """Host and port of the server this link talks to (no user info)."""
+        parts = urlsplit(self.url)
+        return parts.hostname or "", parts.port
+
+    def stats(self) -> Mapping[str, int]:
+        return dict(self._nc.stats)
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def subscribe(
+        self, subject: str, on_msg: Callable[[Msg], object], queue: str = ""
+    ) -> Subscription:
+        deliver = self._bridge.deliver
+
+        async def callback(msg: Msg) -> None:
+            deliver(on_msg, msg)
+
+        return await self._bridge.run(self._nc.subscribe, subject, queue, callback)
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        if not self.closed:
+            try:
+                await self._bridge.run(sub.unsubscribe)
+            except NatsError as exc:
+                log.debug("nats: unsubscribe failed: %r", exc)
+
+    async def flush(self, timeout: float) -> None:
+        """Round trip to the server: every subscription before this is in effect after it."""
+        try:
+            await self._bridge.run(self._nc.flush, timeout)
+        except (NatsError, TimeoutError) as exc:
+            raise ConnectionLost(f"NATS server did not answer a flush: {_reason(exc)}") from None
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        await self._bridge.send(
+            self._nc.publish, subject, payload, reply, headers, on_error=on_error
+        )
+
+    async def aclose(self) -> None:
+        """Send what is queued, close the connection and stop the bridge."""
+        if self._shut:
+            return
+        self._shut = self.closed = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._bridge.run(self._close_nc)
+            finally:
+                await self._bridge.aclose()
+
+    async def _close_nc(self) -> None:
+        nc = self._nc
+        if nc.is_connected:
+            try:
+                await asyncio.wait_for(nc.flush(), 2.0)
+            except Exception as exc:
+                log.debug("nats: final flush failed: %r", exc)
+        await nc.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _config_error(url: str, exc: BaseException, settings: NatsSettings) -> ConfigError:
+    if isinstance(exc, ssl.SSLError):
+        return ConfigError(
+            f"TLS with the NATS server at {safe_url(url)} failed ({_reason(exc)}); check "
+            "REQUESTPLANE_NATS_TLS_CA / TLS_CERT / TLS_KEY"
+        )
+    used = [n for n in ("token", "user", "password", "creds_file") if getattr(settings, n)]
+    return ConfigError(
+        f"the NATS server at {safe_url(url)} refused the credentials "
+        f"({', '.join(used) or 'none given'}): check REQUESTPLANE_NATS_TOKEN / USER / "
+        "PASSWORD / CREDS_FILE"
+    )

@@ -1,0 +1,147 @@
+"""One client connection's reply inbox: every reply, chunk and marker, sorted to its call.
+
+The client subscribes once to ``<inbox_prefix>.<id>.*``; each call gets its own last token, so
+a single subscription serves every request and stream in flight (as nats-py's own
+request/reply does).
+"""
+
+from __future__ import annotations
+
+import collections
+import uuid
+
+import anyio
+
+from requestplane_core import ConnectionLost, EndpointNotFound, ProtocolError, RequestPlaneError
+
+from . import wire
+from .nats_link import Msg, NatsLink
+
+__all__ = ["Call", "ReplyInbox"]
+
+_NO_RESPONDERS = "503"
+
+
+class Call:
+    """What has arrived for one request: chunks in order, then done (with or without error)."""
+
+    __slots__ = ("chunks", "done", "error", "event", "next_seq", "reply", "subject", "token")
+
+    def __init__(self, token: str, reply: str, subject: str) -> None:
+        self.token = token
+        self.reply = reply
+        self.subject = subject
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.done = False
+        self.error: RequestPlaneError | None = None
+        self.next_seq = 0
+        self.event = anyio.Event()
+
+    def unary(self, data: bytes) -> None:
+        if self.next_seq:
+            self.fail(ProtocolError("a whole response arrived in the middle of a stream"))
+            return
+        self.chunks.append(data)
+        self._finish()
+
+    def chunk(self, seq: int, data: bytes) -> None:
+        if seq != self.next_seq:
+            self.fail(
+                ConnectionLost(
+                    f"the stream from {self.subject!r} lost chunks: chunk {seq} arrived "
+                    f"where {self.next_seq} was due"
+                )
+            )
+            return
+        self.next_seq += 1
+        self.chunks.append(data)
+        self.event.set()
+
+    def end(self, count: int) -> None:
+        if count != self.next_seq:
+            self.fail(
+                ConnectionLost(
+                    f"the stream from {self.subject!r} sent {count} chunks but "
+                    f"{self.next_seq} arrived"
+                )
+            )
+            return
+        self._finish()
+
+    def fail(self, error: RequestPlaneError) -> None:
+        if not self.done:
+            self.error = error
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        self.event.set()
+
+    async def wait(self) -> None:
+        """Until something new arrived (or the call is done)."""
+        if not self.chunks and not self.done:
+            if self.event.is_set():
+                self.event = anyio.Event()
+            await self.event.wait()
+
+
+class ReplyInbox:
+    """The calls in flight on one connection, keyed by the last token of their reply subject."""
+
+    def __init__(self, link: NatsLink, prefix: str) -> None:
+        self.link = link
+        self._prefix = f"{prefix}.{uuid.uuid4().hex}."
+        self._skip = len(self._prefix)
+        self._calls: dict[str, Call] = {}
+        self._counter = 0
+        link.on_disconnect = self._disconnected
+
+    async def start(self) -> None:
+        await self.link.subscribe(self._prefix + "*", self._on_msg)
+
+    def new_call(self, subject: str) -> Call:
+        self._counter += 1
+        token = str(self._counter)
+        call = self._calls[token] = Call(token, self._prefix + token, subject)
+        return call
+
+    def forget(self, call: Call) -> None:
+        self._calls.pop(call.token, None)
+
+    def _on_msg(self, msg: Msg) -> None:
+        call = self._calls.get(msg.subject[self._skip :])
+        if call is None:
+            return  # the caller gave up on it already
+        headers = msg.headers
+        if not headers:
+            call.unary(msg.data)
+        elif wire.SEQ in headers:
+            try:
+                seq = int(headers[wire.SEQ])
+            except ValueError:
+                call.fail(ProtocolError("a stream chunk carries a malformed sequence number"))
+            else:
+                call.chunk(seq, msg.data)
+            return
+        elif wire.END in headers:
+            try:
+                count = int(headers[wire.END])
+            except ValueError:
+                call.fail(ProtocolError("a stream end marker carries a malformed count"))
+            else:
+                call.end(count)
+        elif wire.ERROR in headers:
+            call.fail(wire.read_error(headers, msg.data))
+        elif headers.get("Status") == _NO_RESPONDERS:
+            call.fail(EndpointNotFound(f"no server serves the subject {call.subject!r}"))
+        else:
+            call.fail(ProtocolError("a reply that is not requestplane's NATS protocol"))
+        self._calls.pop(call.token, None)
+
+    def fail_all(self, error: RequestPlaneError) -> None:
+        calls, self._calls = self._calls, {}
+        for call in calls.values():
+            call.fail(error)
+
+    def _disconnected(self) -> None:
+        self.fail_all(ConnectionLost("lost the connection to the NATS server"))

@@ -1,0 +1,215 @@
+"""The serving half: subscriptions per endpoint, one task per request, replies on the inbox."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from requestplane_core import (
+    Address,
+    ConnectionLost,
+    Dispatcher,
+    PayloadTooLarge,
+    Request,
+    RequestPlaneError,
+    TransportServer,
+)
+
+from . import wire
+from .nats_link import Msg, NatsLink, Subscription, safe_url
+from .nats_server import NatsServerError, NatsServerProcess
+from .settings import NatsSettings
+from .subjects import cancel_subject_for, endpoint_subject, instance_subject
+
+__all__ = ["NatsTransportServer"]
+
+log = logging.getLogger("requestplane.nats")
+
+
+class NatsTransportServer(TransportServer):
+    def __init__(self, settings: NatsSettings) -> None:
+        self._settings = settings
+        self.instance = settings.instance or uuid.uuid4().hex[:16]
+        self._link: NatsLink | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._tg: TaskGroup | None = None
+        self._subs: dict[str, list[Subscription]] = {}
+        self._inflight: dict[str, anyio.CancelScope] = {}
+        self._embedded: NatsServerProcess | None = None
+        self._host = ""
+        self._port: int | None = None
+
+    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+        self._dispatcher, self._tg = dispatcher, task_group
+        urls = self._settings.urls()
+        if self._settings.embedded:
+            self._embedded = NatsServerProcess()
+            try:
+                urls = [await anyio.to_thread.run_sync(self._embedded.start)]
+            except NatsServerError as exc:
+                from requestplane_core import ConfigError
+
+                raise ConfigError(f"REQUESTPLANE_NATS_EMBEDDED: {exc}") from None
+        try:
+            self._link = await NatsLink.open(
+                self._settings, urls, name=f"requestplane-server-{self.instance}"
+            )
+        except BaseException:
+            await self._stop_embedded()
+            raise
+        self._link.on_disconnect = self._disconnected
+        self._host, self._port = self._link.server_netloc
+
+    def address(self, endpoint: str) -> Address:
+        prefix = self._settings.subject_prefix
+        if self._settings.address_scope == "instance":
+            subject = instance_subject(prefix, endpoint, self.instance)
+        else:
+            subject = endpoint_subject(prefix, endpoint)
+        return Address("nats", self._host, self._port, subject)
+
+    async def endpoint_added(self, endpoint: str) -> None:
+        link = self._require_link()
+        prefix = self._settings.subject_prefix
+        shared = endpoint_subject(prefix, endpoint)
+        on_request = partial(self._on_request, endpoint)
+        subs = self._subs[endpoint] = []
+        try:
+            subs.append(await link.subscribe(instance_subject(prefix, endpoint, self.instance),
+                                             on_request))
+            subs.append(await link.subscribe(shared, on_request, queue=self._settings.queue_group))
+            subs.append(await link.subscribe(cancel_subject_for(shared), self._on_cancel))
+            # Once the server has seen the subscriptions, a request sent right after
+            # register() returns cannot meet "no responders".
+            await link.flush(self._settings.connect_timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.endpoint_removed(endpoint)
+            raise
+
+    async def endpoint_removed(self, endpoint: str) -> None:
+        link = self._link
+        for sub in self._subs.pop(endpoint, []):
+            if link is not None:
+                await link.unsubscribe(sub)
+
+    def _require_link(self) -> NatsLink:
+        if self._link is None:
+            raise ConnectionLost("the NATS transport server is not started")
+        return self._link
+
+    # -- requests (called on the anyio side, in order of arrival) ---------------------------
+
+    def _on_request(self, endpoint: str, msg: Msg) -> None:
+        reply = msg.reply
+        if not reply or self._tg is None:
+            return  # a plain publish: nobody waits for an answer
+        deadline = None
+        headers: dict[str, str] = {}
+        if msg.headers:
+            for key, value in msg.headers.items():
+                if key == wire.DEADLINE:
+                    try:
+                        deadline = anyio.current_time() + float(value)
+                    except ValueError:
+                        log.debug("nats: ignoring a malformed deadline header")
+                elif key.lower() not in wire.RESERVED:
+                    headers[key] = value
+        request = Request(endpoint, msg.data, headers, deadline)
+        scope = anyio.CancelScope()
+        self._inflight[reply] = scope
+        self._tg.start_soon(self._serve, request, reply, scope)
+
+    async def _serve(self, request: Request, reply: str, scope: anyio.CancelScope) -> None:
+        assert self._dispatcher is not None and self._link is not None
+        try:
+            await self._dispatcher.handle(request, _Responder(self._link, reply), scope)
+        finally:
+            self._inflight.pop(reply, None)
+
+    def _on_cancel(self, msg: Msg) -> None:
+        scope = self._inflight.get(msg.data.decode("utf-8", "replace"))
+        if scope is not None:
+            scope.cancel()
+
+    def _disconnected(self) -> None:
+        # Handlers keep running: nats-py buffers their replies while it reconnects, and in a
+        # cluster the caller may still be there to receive them.
+        log.warning("nats: server %s lost its NATS connection; reconnecting", self.instance)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for endpoint in list(self._subs):
+                await self.endpoint_removed(endpoint)
+            for scope in list(self._inflight.values()):
+                scope.cancel()
+            link, self._link = self._link, None
+            if link is not None:
+                await link.aclose()
+            await self._stop_embedded()
+
+    async def _stop_embedded(self) -> None:
+        embedded, self._embedded = self._embedded, None
+        if embedded is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(embedded.close)
+
+    def health_details(self) -> dict[str, Any]:
+        link = self._link
+        return {
+            "nats_url": safe_url(link.url) if link else None,
+            "connected": bool(link and link.connected),
+            "instance": self.instance,
+            "embedded_server": self._embedded is not None,
+            "inflight": len(self._inflight),
+            "reconnects": link.stats().get("reconnects", 0) if link else 0,
+        }
+
+
+class _Responder:
+    """Replies for one request; every method publishes one whole message (cancel-safe)."""
+
+    __slots__ = ("_link", "_reply", "_seq")
+
+    def __init__(self, link: NatsLink, reply: str) -> None:
+        self._link = link
+        self._reply = reply
+        self._seq = 0
+
+    def _check(self, size: int) -> None:
+        if self._link.closed:
+            raise ConnectionLost("the server's NATS connection is closed")
+        limit = self._link.max_payload
+        if size > limit:
+            raise PayloadTooLarge(
+                f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
+            )
+
+    async def send_response(self, payload: bytes) -> None:
+        self._check(len(payload))
+        await self._link.publish(self._reply, payload)
+
+    async def send_chunk(self, payload: bytes) -> None:
+        headers = {wire.SEQ: str(self._seq)}
+        self._check(len(payload) + wire.header_size(headers))
+        self._seq += 1
+        await self._link.publish(self._reply, payload, headers=headers)
+
+    async def send_end(self) -> None:
+        self._check(0)
+        await self._link.publish(self._reply, b"", headers={wire.END: str(self._seq)})
+
+    async def send_error(self, error: RequestPlaneError) -> None:
+        headers = wire.error_headers(error)
+        self._check(0)
+        room = self._link.max_payload - wire.header_size(headers)
+        await self._link.publish(
+            self._reply, wire.error_payload(error, max(room, 0)), headers=headers
+        )

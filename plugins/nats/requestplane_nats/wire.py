@@ -1,0 +1,74 @@
+"""The stream protocol on a reply inbox: which headers mark what.
+
+A request is one message to the endpoint subject with the caller's reply inbox; its headers are
+the caller's headers plus ``Rp-T`` (the seconds left until its deadline). The server answers
+on the reply inbox with either
+
+* one message without headers: the whole response (the unary fast path, as plain NATS
+  request/reply), or
+* chunks ``Rp-S: n`` (n = 0, 1, 2 ...) followed by exactly one end marker ``Rp-E: count``,
+  or an error marker at any point: ``Rp-X: <error code>`` (and ``Rp-Y: <remote type>``) with
+  the message as payload.
+
+The caller checks every sequence number and the end count, so a lost chunk or a stream that
+stops early is an error, never a short success. NATS's own "no responders" status (503) on
+the inbox means nobody subscribes to the subject.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from requestplane_core import RequestPlaneError, error_from_wire
+
+__all__ = [
+    "DEADLINE",
+    "END",
+    "ERROR",
+    "REMOTE_TYPE",
+    "RESERVED",
+    "SEQ",
+    "error_headers",
+    "error_payload",
+    "header_size",
+    "read_error",
+]
+
+DEADLINE = "Rp-T"
+SEQ = "Rp-S"
+END = "Rp-E"
+ERROR = "Rp-X"
+REMOTE_TYPE = "Rp-Y"
+RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, END, ERROR, REMOTE_TYPE))
+
+_HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
+
+
+def header_size(headers: Mapping[str, str] | None) -> int:
+    """Bytes the headers take on the wire; NATS counts them against ``max_payload``."""
+    if not headers:
+        return 0
+    return _HDR_LINE + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+def error_headers(error: RequestPlaneError) -> dict[str, str]:
+    headers = {ERROR: error.code}
+    type_name = getattr(error, "type_name", "")
+    if type_name:
+        headers[REMOTE_TYPE] = type_name
+    return headers
+
+
+def error_payload(error: RequestPlaneError, limit: int) -> bytes:
+    message = getattr(error, "remote_message", None)
+    text = error.message if message is None else message
+    data = text.encode("utf-8", "replace")
+    return data[:limit]
+
+
+def read_error(headers: Mapping[str, str], payload: bytes) -> RequestPlaneError:
+    return error_from_wire(
+        headers.get(ERROR, ""),
+        payload.decode("utf-8", "replace"),
+        headers.get(REMOTE_TYPE, ""),
+    )
