@@ -1,0 +1,311 @@
+"""The ASGI application hypercorn serves: HTTP requests in, dispatcher outcomes out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+
+from requestplane_core import (
+    ConnectionLost,
+    Dispatcher,
+    EndpointNotFound,
+    PayloadTooLarge,
+    ProtocolError,
+    Request,
+    RequestPlaneError,
+)
+
+from . import wire
+
+__all__ = ["RpcApp"]
+
+log = logging.getLogger("requestplane.http")
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Responder:
+    """Writes one request's outcome as an HTTP response.
+
+    Every write to hypercorn is shielded: hypercorn turns it into protocol state (HPACK, h11)
+    before its first await, and a write cancelled half way would corrupt the connection that
+    other requests share. A write can still block on flow control, which ends when the client
+    reads or goes away.
+    """
+
+    __slots__ = ("_finished", "_max_size", "_send", "_streaming", "lost")
+
+    def __init__(self, send: Send, max_size: int) -> None:
+        self._send = send
+        self._max_size = max_size
+        self._streaming = False
+        self._finished = False
+        self.lost = False
+
+    def _check(self) -> None:
+        if self.lost or self._finished:
+            raise ConnectionLost("the caller is gone")
+
+    async def _write(self, *messages: Message) -> None:
+        with anyio.CancelScope(shield=True):
+            for message in messages:
+                await self._send(message)
+
+    async def send_response(self, payload: bytes) -> None:
+        self._check()
+        if len(payload) > self._max_size:
+            raise PayloadTooLarge(
+                f"the response of {len(payload)} bytes exceeds the maximum message size of "
+                f"{self._max_size} bytes"
+            )
+        self._finished = True
+        await self._write(
+            _start(200, wire.CONTENT_TYPE_UNARY, len(payload)),
+            {"type": "http.response.body", "body": payload, "more_body": False},
+        )
+
+    async def send_chunk(self, payload: bytes) -> None:
+        self._check()
+        if len(payload) > self._max_size:
+            raise PayloadTooLarge(
+                f"a streamed chunk of {len(payload)} bytes exceeds the maximum message size of "
+                f"{self._max_size} bytes"
+            )
+        body = {
+            "type": "http.response.body",
+            "body": wire.encode_frame(wire.FRAME_DATA, payload),
+            "more_body": True,
+        }
+        if self._streaming:
+            await self._write(body)
+        else:
+            self._streaming = True
+            await self._write(_start(200, wire.CONTENT_TYPE_STREAM), body)
+
+    async def send_end(self) -> None:
+        self._check()
+        self._finished = True
+        end = {
+            "type": "http.response.body",
+            "body": wire.encode_frame(wire.FRAME_END),
+            "more_body": False,
+        }
+        if self._streaming:
+            await self._write(end)
+        else:  # an empty stream
+            await self._write(_start(200, wire.CONTENT_TYPE_STREAM), end)
+
+    async def send_error(self, error: RequestPlaneError) -> None:
+        self._check()
+        self._finished = True
+        body = wire.encode_error(error)
+        if self._streaming:
+            await self._write(
+                {
+                    "type": "http.response.body",
+                    "body": wire.encode_frame(wire.FRAME_ERROR, body),
+                    "more_body": False,
+                }
+            )
+        else:
+            await self._write(*_error_response(error, body))
+
+
+def _start(status: int, content_type: bytes, length: int | None = None) -> Message:
+    headers = [(b"content-type", content_type)]
+    if length is not None:
+        headers.append((b"content-length", b"%d" % length))
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _error_response(
+    error: RequestPlaneError,
+    body: bytes | None = None,
+    status: int | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[Message, Message]:
+    if body is None:
+        body = wire.encode_error(error)
+    headers = [
+        (b"content-type", wire.CONTENT_TYPE_ERROR),
+        (b"content-length", b"%d" % len(body)),
+        (wire.HEADER_ERROR, error.code.encode()),
+    ]
+    if error.code == "overloaded":
+        headers.append((b"retry-after", b"1"))
+    if extra:
+        headers.extend(extra)
+    return (
+        {
+            "type": "http.response.start",
+            "status": status or wire.status_for(error),
+            "headers": headers,
+        },
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
+
+
+class RpcApp:
+    """``POST {root}/{endpoint}`` -> :meth:`Dispatcher.handle`; everything else is refused."""
+
+    def __init__(self, dispatcher: Dispatcher, root_path: str, max_message_size: int) -> None:
+        self._dispatcher = dispatcher
+        self._prefix = root_path.rstrip("/") + "/"
+        self._max_size = max_message_size
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        # Anything else (websocket) is refused by returning without accepting it.
+
+    async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        endpoint = path[len(self._prefix) :] if path.startswith(self._prefix) else ""
+        if not endpoint or "/" in endpoint:
+            return await self._refuse(
+                receive,
+                send,
+                EndpointNotFound(f"no endpoint at {path!r}: POST {self._prefix}<endpoint>"),
+            )
+        if scope["method"] != "POST":
+            return await self._refuse(
+                receive,
+                send,
+                ProtocolError(f"method {scope['method']} is not allowed: use POST"),
+                status=405,
+                extra=[(b"allow", b"POST")],
+            )
+
+        meta: dict[str, str] = {}
+        deadline: float | None = None
+        length = -1
+        for name, value in scope["headers"]:
+            if name.startswith(b"rp-"):
+                if name.startswith(wire.META_PREFIX):
+                    meta[wire.decode_meta_name(name[len(wire.META_PREFIX) :])] = (
+                        wire.decode_meta_value(value)
+                    )
+                elif name == wire.HEADER_TIMEOUT:
+                    try:
+                        remaining = float(value)
+                        if remaining != remaining:  # NaN
+                            raise ValueError(value)
+                    except ValueError:
+                        return await self._refuse(
+                            receive,
+                            send,
+                            ProtocolError(
+                                f"header {wire.HEADER_TIMEOUT.decode()} must be a number of "
+                                "seconds"
+                            ),
+                        )
+                    deadline = anyio.current_time() + remaining
+            elif name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+        if length > self._max_size:
+            return await self._refuse(receive, send, self._too_large(length))
+
+        payload = await self._read_body(receive)
+        if payload is None:
+            return  # the client left before sending its request
+        if isinstance(payload, int):
+            return await self._refuse(receive, send, self._too_large(payload), drained=True)
+
+        request = Request(endpoint, payload, meta, deadline)
+        responder = _Responder(send, self._max_size)
+        cancel = anyio.CancelScope()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, receive, cancel, responder)
+            await self._dispatcher.handle(request, responder, cancel)
+            tg.cancel_scope.cancel()
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body of {size} bytes exceeds the maximum message size of "
+            f"{self._max_size} bytes"
+        )
+
+    async def _read_body(self, receive: Receive) -> bytes | int | None:
+        """The whole body; or, once it is too large, the size seen so far (the rest is read
+        and dropped); or ``None`` if the client disconnected."""
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body if len(body) <= self._max_size else len(body)
+        parts = [body]
+        size = len(body)
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk: bytes = message.get("body", b"")
+            parts.append(chunk)
+            size += len(chunk)
+            if size > self._max_size:
+                parts.clear()
+                if message.get("more_body", False):
+                    await _discard_body(receive)
+                return size
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _refuse(
+        self,
+        receive: Receive,
+        send: Send,
+        error: RequestPlaneError,
+        *,
+        status: int | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        drained: bool = False,
+    ) -> None:
+        if not drained:
+            # Read what the client still sends BEFORE answering: hypercorn closes an HTTP/1.1
+            # connection whose response ends before its request (the client then sees a reset
+            # instead of the answer), and on HTTP/2 a DATA frame arriving after the answer
+            # raises KeyError inside hypercorn, which on trio takes the whole server down.
+            await _discard_body(receive)
+        for message in _error_response(error, status=status, extra=extra):
+            await send(message)
+
+
+async def _discard_body(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+async def _watch_disconnect(
+    receive: Receive, cancel: anyio.CancelScope, responder: _Responder
+) -> None:
+    """Cancel the handler when the client resets the stream or closes the connection."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            responder.lost = True
+            cancel.cancel()
+            return
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

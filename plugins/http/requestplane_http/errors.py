@@ -1,0 +1,44 @@
+"""Words for socket and TLS failures, so a ConnectionLost says what actually happened."""
+
+from __future__ import annotations
+
+import ssl
+
+__all__ = ["describe_io_error"]
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_io_error(exc: BaseException, origin: str, *, connecting: bool = False) -> str:
+    tls = _ssl_cause(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the server certificate of {origin} is not trusted "
+            f"({tls.verify_message or tls.reason}); set REQUESTPLANE_HTTP_TLS_CA_FILE to the CA "
+            "that signed it"
+        )
+    if tls is not None:
+        reason = tls.reason or str(tls)
+        hint = ""
+        if reason and any(
+            word in reason.upper()
+            for word in ("CERTIFICATE_REQUIRED", "UNKNOWN_CA", "BAD_CERTIFICATE", "HANDSHAKE")
+        ):
+            hint = (
+                "; the server wants a client certificate it trusts "
+                "(REQUESTPLANE_HTTP_TLS_CLIENT_CERT_FILE / _KEY_FILE)"
+            )
+        return f"TLS with {origin} failed: {reason}{hint}"
+    detail = str(exc) or type(exc).__name__
+    if connecting:
+        return f"cannot connect to {origin}: {detail}"
+    return f"the connection to {origin} broke: {detail}"

@@ -1,0 +1,158 @@
+"""The HTTP transport's settings; the core reads them from ``REQUESTPLANE_HTTP_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from requestplane_core import ConfigError, setting
+
+__all__ = ["HttpSettings"]
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _host(value: str) -> bool:
+    return bool(value.strip()) and value == value.strip() and "/" not in value
+
+
+def _root_path(value: str) -> bool:
+    if not value.startswith("/") or (value != "/" and value.endswith("/")):
+        return False
+    return not any(c.isspace() or c in "?#%" for c in value)
+
+
+@attrs.frozen
+class HttpSettings:
+    host: str = setting(
+        "127.0.0.1",
+        help="interface the server binds; loopback by default, 0.0.0.0 or :: to serve every "
+        "interface (an explicit choice)",
+        accepts="a host name or IP address",
+        check=_host,
+    )
+    port: int = setting(
+        0, help="TCP port the server binds; 0 lets the OS choose", accepts="an integer 0..65535",
+        check=_port,
+    )
+    advertise_host: str | None = setting(
+        None,
+        help="host put into published addresses (default: the bound host; the machine's "
+        "host name when bound to all interfaces)",
+        accepts="a host name or IP address, or 'none'",
+        check=_host,
+    )
+    root_path: str = setting(
+        "/v1/rpc",
+        help="URL path under which endpoints are served: POST {root_path}/{endpoint}",
+        accepts="an absolute URL path without a trailing slash, e.g. /v1/rpc",
+        check=_root_path,
+    )
+    max_message_size: int = setting(
+        32 * 1024 * 1024,
+        help="largest request or response body (and streamed chunk) in bytes; larger ones fail "
+        "with PayloadTooLarge (HTTP 413) before they are sent",
+        accepts="an integer > 0 (bytes)",
+        check=_positive,
+    )
+    connect_timeout: float = setting(
+        10.0,
+        help="seconds the client waits for a TCP (and TLS) connection",
+        accepts="a number of seconds > 0",
+        check=_positive,
+    )
+    request_timeout: float | None = setting(
+        None,
+        help="default seconds a call may take when the caller passes no timeout; it travels "
+        "to the server as the handler's deadline (none: no limit)",
+        accepts="a number of seconds > 0, or 'none'",
+        check=_positive,
+    )
+    http1_threshold: int = setting(
+        256 * 1024,
+        help="request payloads of at least this many bytes go over HTTP/1.1 instead of "
+        "HTTP/2: hypercorn's fixed 64 KiB HTTP/2 receive window makes large uploads slow",
+        accepts="an integer > 0 (bytes)",
+        check=_positive,
+    )
+    max_connections: int = setting(
+        8,
+        help="HTTP/2 connections the client opens to one server at most; it opens another "
+        "only when every open one is at the server's concurrent stream limit",
+        accepts="an integer > 0",
+        check=_positive,
+    )
+    max_concurrent_streams: int = setting(
+        1000,
+        help="requests one HTTP/2 connection may carry at once (server side)",
+        accepts="an integer > 0",
+        check=_positive,
+    )
+    keep_alive_timeout: float = setting(
+        75.0,
+        help="seconds the server keeps an idle connection open",
+        accepts="a number of seconds > 0",
+        check=_positive,
+    )
+    idle_timeout: float = setting(
+        60.0,
+        help="seconds the client keeps an idle connection before closing it; keep it below "
+        "the server's keep_alive_timeout so the client, not the server, closes idle "
+        "connections (no request races a server-side close)",
+        accepts="a number of seconds > 0",
+        check=_positive,
+    )
+    tls_cert_file: Path | None = setting(
+        None,
+        help="server: PEM certificate chain; with tls_key_file it turns on TLS (https:// "
+        "addresses)",
+    )
+    tls_key_file: Path | None = setting(None, help="server: PEM private key of tls_cert_file")
+    tls_client_ca_file: Path | None = setting(
+        None, help="server: PEM CA bundle that client certificates are verified against"
+    )
+    tls_require_client_cert: bool = setting(
+        False,
+        help="server: refuse clients without a certificate signed by tls_client_ca_file "
+        "(mutual TLS)",
+    )
+    tls_ca_file: Path | None = setting(
+        None,
+        help="client: PEM CA bundle that server certificates are verified against (default: "
+        "the system's trust store)",
+    )
+    tls_client_cert_file: Path | None = setting(
+        None, help="client: PEM certificate chain presented to servers that ask for one"
+    )
+    tls_client_key_file: Path | None = setting(
+        None, help="client: PEM private key of tls_client_cert_file"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError(
+                "REQUESTPLANE_HTTP_TLS_CERT_FILE and REQUESTPLANE_HTTP_TLS_KEY_FILE go together: "
+                "set both or neither"
+            )
+        if self.tls_require_client_cert and self.tls_client_ca_file is None:
+            raise ConfigError(
+                "REQUESTPLANE_HTTP_TLS_REQUIRE_CLIENT_CERT needs "
+                "REQUESTPLANE_HTTP_TLS_CLIENT_CA_FILE (the CA client certificates must chain to)"
+            )
+        if (self.tls_client_cert_file is None) != (self.tls_client_key_file is None):
+            raise ConfigError(
+                "REQUESTPLANE_HTTP_TLS_CLIENT_CERT_FILE and REQUESTPLANE_HTTP_TLS_CLIENT_KEY_FILE "
+                "go together: set both or neither"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server serves TLS (and publishes https:// addresses)."""
+        return self.tls_cert_file is not None
