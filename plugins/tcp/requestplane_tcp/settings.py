@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
+
 from requestplane_core import setting
 
 __all__ = ["MAX_MESSAGE_SIZE_LIMIT", "TcpSettings"]

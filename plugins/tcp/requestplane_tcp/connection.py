@@ -1,0 +1,243 @@
+"""One framed connection: a coalescing writer and a buffered frame reader.
+
+Senders never await the socket. :meth:`FrameConnection.send` appends a whole frame to the
+outgoing list synchronously (so it is atomic and cancellation cannot tear a frame), and one
+writer task per connection sends everything queued since its last write as ONE ``send``.
+Under load many frames share a system call, and no sender ever waits behind another
+sender's ``send`` (a lock around ``send`` convoys: each sender yields while holding it).
+
+The reader receives big blocks into its own buffer and parses every complete frame in it
+without awaiting in between, handing each body to the handler as a memoryview (no copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+from anyio.abc import ByteStream
+
+from requestplane_core import ConnectionLost
+
+from .framing import HEADER, HEADER_SIZE, PREAMBLE_SIZE, FrameError, check_preamble
+
+__all__ = ["FrameConnection", "FrameHandler"]
+
+RECEIVE_SIZE = 262144
+# Senders wait (after queueing their frame) while more than this is queued, so a peer that
+# reads slowly slows its producers down instead of growing our memory without bound.
+HIGH_WATER = 1 << 20
+# Frames up to this size are joined into one buffer for one send; bigger ones are sent as
+# they are, so that a large payload is not copied once more just to be glued to a header.
+_JOIN_LIMIT = 65536
+
+_EventFactory = Callable[[], anyio.Event]
+
+
+class FrameHandler(Protocol):
+    def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
+        """Handle one complete frame; must copy what it keeps out of ``body``."""
+
+    def on_oversize(self, kind: int, rid: int, length: int) -> None:
+        """A frame longer than the limit arrives; raise :class:`FrameError` unless its
+        body can be skipped (the reader then discards it without buffering it)."""
+
+
+class FrameConnection:
+    """The byte-level half of a connection, shared by client and server."""
+
+    def __init__(self, stream: ByteStream, peer: str, max_body: int) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.max_body = max_body
+        # anyio.Event() looks its backend up on each call; instantiating the backend's
+        # class directly keeps per-request events cheap.
+        self.new_event: _EventFactory = type(anyio.Event())
+        self.closed = False  # no more frames may be queued
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._wake = self.new_event()
+        self._writer_idle = False
+        self._drained: anyio.Event | None = None
+        self._buf = bytearray()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Queue one whole frame (synchronously, so it can never be torn by cancellation)."""
+        if self.closed:
+            raise ConnectionLost(f"the connection to {self.peer} is closed")
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        if self._writer_idle:
+            self._writer_idle = False
+            self._wake.set()
+
+    def send2(self, head: bytes, body: bytes) -> None:
+        """Queue a frame given as head and body (saves concatenating a large payload)."""
+        if self.closed:
+            raise ConnectionLost(f"the connection to {self.peer} is closed")
+        out = self._out
+        out.append(head)
+        out.append(body)
+        self._out_bytes += len(head) + len(body)
+        if self._writer_idle:
+            self._writer_idle = False
+            self._wake.set()
+
+    @property
+    def congested(self) -> bool:
+        return self._out_bytes > HIGH_WATER
+
+    async def wait_drained(self) -> None:
+        """Wait until the queue is below the high-water mark (call when :attr:`congested`)."""
+        while self._out_bytes > HIGH_WATER and not self.closed:
+            if self._drained is None:
+                self._drained = self.new_event()
+            await self._drained.wait()
+
+    def close(self) -> None:
+        """Accept no more frames; the writer flushes what is queued, then stops."""
+        self.closed = True
+        if self._writer_idle:
+            self._writer_idle = False
+            self._wake.set()
+        self._release_drain_waiters()
+
+    def _release_drain_waiters(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    async def run_writer(self) -> None:
+        send = self.stream.send
+        while True:
+            out = self._out
+            if not out:
+                if self.closed:
+                    return
+                self._wake = self.new_event()
+                self._writer_idle = True
+                await self._wake.wait()
+                continue
+            size = self._out_bytes
+            self._out = []
+            self._out_bytes = 0
+            if len(out) == 1:
+                await send(out[0])
+            elif size <= _JOIN_LIMIT:
+                await send(b"".join(out))
+            else:
+                for block in _blocks(out):
+                    await send(block)
+            self.bytes_sent += size
+            if self._drained is not None and self._out_bytes <= HIGH_WATER:
+                self._release_drain_waiters()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_preamble(self) -> None:
+        """Receive and check the peer's preamble; raise :class:`FrameError` if it is not."""
+        buf = self._buf
+        while len(buf) < PREAMBLE_SIZE:
+            try:
+                data = await self.stream.receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                if buf:
+                    raise FrameError(
+                        "the peer closed the connection in the middle of its preamble"
+                    ) from None
+                raise
+            self.bytes_received += len(data)
+            buf += data
+        check_preamble(buf)
+        del buf[:PREAMBLE_SIZE]
+
+    async def run_reader(self, handler: FrameHandler) -> None:
+        """Parse frames until the peer closes (returns) or breaks the protocol (raises)."""
+        receive = self.stream.receive
+        unpack_from = HEADER.unpack_from
+        on_frame = handler.on_frame
+        limit = self.max_body
+        buf = self._buf
+        skip = 0
+        while True:
+            n = len(buf)
+            if n >= HEADER_SIZE:
+                pos = 0
+                with memoryview(buf) as view:
+                    while n - pos >= HEADER_SIZE:
+                        length, kind, rid = unpack_from(buf, pos)
+                        end = pos + HEADER_SIZE + length
+                        if length > limit:
+                            handler.on_oversize(kind, rid, length)
+                            if end > n:
+                                skip = end - n
+                                pos = n
+                                break
+                            pos = end
+                            continue
+                        if end > n:
+                            break
+                        on_frame(kind, rid, view[pos + HEADER_SIZE : end])
+                        pos = end
+                if pos:
+                    # Never resize a buffer that views were taken of: a handler may keep one
+                    # alive a little longer than its call (trio's Cancelled, for one, can hold
+                    # the frame that cancelled). Move the partial frame left over to a new
+                    # buffer instead; it is smaller than one frame.
+                    buf = self._buf = buf[pos:]
+            try:
+                data = await receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                if buf or skip:
+                    raise FrameError(
+                        "the peer closed the connection in the middle of a frame"
+                    ) from None
+                return
+            self.bytes_received += len(data)
+            if skip:
+                if len(data) <= skip:
+                    skip -= len(data)
+                    continue
+                buf += memoryview(data)[skip:]
+                skip = 0
+            else:
+                buf += data
+
+    async def aclose(self) -> None:
+        """Close the socket now (whatever is still queued is dropped)."""
+        self.closed = True
+        self._release_drain_waiters()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except Exception:  # the connection is being dropped either way
+                pass
+
+
+def _blocks(out: list[bytes]) -> list[bytes]:
+    """Group queued frames into few sends, leaving large pieces uncopied."""
+    blocks: list[bytes] = []
+    small: list[bytes] = []
+    small_size = 0
+    for item in out:
+        if len(item) >= _JOIN_LIMIT:
+            if small:
+                blocks.append(b"".join(small))
+                small = []
+                small_size = 0
+            blocks.append(item)
+        else:
+            small.append(item)
+            small_size += len(item)
+            if small_size >= _JOIN_LIMIT:
+                blocks.append(b"".join(small))
+                small = []
+                small_size = 0
+    if small:
+        blocks.append(b"".join(small))
+    return blocks

@@ -1,0 +1,408 @@
+"""The TCP server: one listener for every endpoint of a process, one task per request."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+from anyio.streams.tls import TLSStream
+
+from requestplane_core import (
+    Address,
+    ConnectionLost,
+    Dispatcher,
+    PayloadTooLarge,
+    ProtocolError,
+    Request,
+    RequestPlaneError,
+    TransportServer,
+)
+
+from .connection import FrameConnection
+from .framing import (
+    CANCEL,
+    CHUNK,
+    END,
+    HEADER,
+    KIND_NAMES,
+    METADATA_LIMIT,
+    PREAMBLE,
+    REQUEST,
+    RESPONSE,
+    FrameError,
+    decode_request,
+    encode_error,
+)
+from .settings import TcpSettings
+from .tls import check_tls_settings, server_context
+
+__all__ = ["TcpServer"]
+
+log = logging.getLogger("requestplane.tcp")
+
+_WILDCARDS = {"0.0.0.0": socket.AF_INET, "::": socket.AF_INET6, "": socket.AF_INET}
+_CLOSE_TIMEOUT = 5.0  # seconds aclose() gives connections to flush their queued frames
+_GOODBYE_TIMEOUT = 1.0  # seconds a misbehaving peer gets to receive why we close
+
+
+class TcpServer(TransportServer):
+    def __init__(self, settings: TcpSettings) -> None:
+        check_tls_settings(settings)
+        self._settings = settings
+        self._ssl = server_context(settings) if settings.tls else None
+        self._max_message = settings.max_message_size
+        self._max_body = settings.max_message_size + METADATA_LIMIT + 64
+        self._dispatcher: Dispatcher | None = None
+        self._tg: TaskGroup | None = None
+        self._listener: Any = None
+        self._accept_scope = anyio.CancelScope()
+        self._port = 0
+        self._advertise = settings.host
+        self._connections: set[_ServerConnection] = set()
+        self._closing = False
+        self._all_closed: anyio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+        self._dispatcher = dispatcher
+        self._tg = task_group
+        host = self._settings.host
+        try:
+            self._listener = await anyio.create_tcp_listener(
+                local_host=host, local_port=self._settings.port
+            )
+        except OSError as exc:
+            raise RequestPlaneError(
+                f"the tcp server cannot listen on {host}:{self._settings.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        self._port = self._listener.extra(SocketAttribute.local_port)
+        self._advertise = await _advertise_host(self._settings)
+        for listener in self._listener.listeners:
+            task_group.start_soon(self._accept_loop, listener)
+        log.info(
+            "tcp server listening on %s port %d%s (advertised as %s)",
+            host,
+            self._port,
+            " with TLS" if self._ssl else "",
+            self._advertise,
+        )
+
+    def address(self, endpoint: str) -> Address:
+        return Address("tcp", self._advertise, self._port, endpoint)
+
+    def health_details(self) -> Mapping[str, Any]:
+        return {
+            "host": self._settings.host,
+            "port": self._port,
+            "advertise_host": self._advertise,
+            "connections": len(self._connections),
+            "tls": self._ssl is not None,
+        }
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._accept_scope.cancel()
+        if self._listener is not None:
+            await self._listener.aclose()
+        if self._connections:
+            self._all_closed = anyio.Event()
+            for conn in list(self._connections):
+                conn.fc.close()  # the writer flushes what is queued, then the task ends
+            with anyio.move_on_after(_CLOSE_TIMEOUT):
+                await self._all_closed.wait()
+            for conn in list(self._connections):
+                conn.scope.cancel()
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _accept_loop(self, listener: Any) -> None:
+        assert self._tg is not None
+        with self._accept_scope:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError as exc:
+                    # Out of file descriptors and the like: keep serving the connections we
+                    # have and try again shortly instead of spinning or dying.
+                    log.warning("tcp server cannot accept a connection: %s", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                if self._closing:
+                    await stream.aclose()
+                    return
+                self._tg.start_soon(self._serve_connection, stream)
+
+    async def _serve_connection(self, stream: ByteStream) -> None:
+        peer = _peer_name(stream)
+        timeout = self._settings.connect_timeout
+        if self._ssl is not None:
+            try:
+                with anyio.fail_after(timeout):
+                    stream = await TLSStream.wrap(
+                        stream, server_side=True, ssl_context=self._ssl, standard_compatible=False
+                    )
+            except (ssl.SSLError, OSError, TimeoutError, anyio.BrokenResourceError) as exc:
+                log.warning("tcp connection from %s closed: TLS handshake failed: %s", peer,
+                            _tls_reason(exc))
+                await _close(stream)
+                return
+            except anyio.EndOfStream:
+                log.info("tcp connection from %s closed during the TLS handshake", peer)
+                await _close(stream)
+                return
+        conn = _ServerConnection(self, FrameConnection(stream, peer, self._max_body))
+        self._connections.add(conn)
+        try:
+            with conn.scope:
+                await self._run_connection(conn, timeout)
+        finally:
+            conn.abort()
+            self._connections.discard(conn)
+            await conn.fc.aclose()
+            if self._all_closed is not None and not self._connections:
+                self._all_closed.set()
+
+    async def _run_connection(self, conn: _ServerConnection, timeout: float) -> None:
+        fc = conn.fc
+        writer_done = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def write() -> None:
+                try:
+                    await fc.run_writer()
+                except Exception as exc:
+                    log.debug("tcp connection to %s broke while writing: %r", fc.peer, exc)
+                finally:
+                    writer_done.set()
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(write)
+            fc.send(PREAMBLE)
+            try:
+                with anyio.fail_after(timeout):
+                    await fc.read_preamble()
+                await fc.run_reader(conn)
+            except FrameError as exc:
+                log.warning("tcp connection from %s closed: %s", fc.peer, exc)
+                # Tell the peer why, if it speaks the protocol well enough to read it.
+                try:
+                    fc.send(encode_error(0, ProtocolError(f"the server closes: {exc}")))
+                except ConnectionLost:
+                    pass
+                fc.close()
+                with anyio.move_on_after(_GOODBYE_TIMEOUT):
+                    await writer_done.wait()
+            except TimeoutError:
+                log.warning(
+                    "tcp connection from %s closed: no protocol handshake within %ss",
+                    fc.peer,
+                    timeout,
+                )
+            except anyio.EndOfStream:
+                log.debug("tcp connection from %s closed before its handshake", fc.peer)
+            except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
+                log.debug("tcp connection from %s broke: %r", fc.peer, exc)
+            tg.cancel_scope.cancel()
+
+    async def _handle(self, request: Request, responder: _Responder) -> None:
+        assert self._dispatcher is not None
+        try:
+            await self._dispatcher.handle(request, responder, responder.scope)
+        except Exception:
+            log.exception("tcp server: dispatching a request to %r failed", request.endpoint)
+            if responder.open:
+                try:
+                    await responder.send_error(RequestPlaneError("internal server error"))
+                except RequestPlaneError:
+                    pass
+        finally:
+            responder.finish()
+
+
+class _ServerConnection:
+    """The request table of one accepted connection."""
+
+    __slots__ = ("active", "fc", "scope", "server")
+
+    def __init__(self, server: TcpServer, fc: FrameConnection) -> None:
+        self.server = server
+        self.fc = fc
+        self.scope = anyio.CancelScope()
+        self.active: dict[int, _Responder] = {}
+
+    def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
+        if kind == REQUEST:
+            if rid == 0 or rid in self.active:
+                raise FrameError(f"a REQUEST frame reuses request id {rid}")
+            endpoint, headers, remaining, payload = decode_request(body)
+            server = self.server
+            if len(payload) > server._max_message:
+                self.fc.send(encode_error(rid, _too_large(len(payload), server._max_message)))
+                return
+            deadline = None if remaining is None else anyio.current_time() + remaining
+            responder = _Responder(self, rid)
+            self.active[rid] = responder
+            assert server._tg is not None
+            server._tg.start_soon(
+                server._handle, Request(endpoint, payload, headers, deadline), responder
+            )
+        elif kind == CANCEL:
+            if len(body):
+                raise FrameError("a CANCEL frame has a body")
+            cancelled = self.active.pop(rid, None)
+            if cancelled is not None:
+                cancelled.open = False
+                cancelled.scope.cancel()
+        else:
+            name = KIND_NAMES.get(kind)
+            raise FrameError(
+                f"a client sent a {name} frame (clients send only REQUEST and CANCEL)"
+                if name
+                else f"unknown frame kind {kind}"
+            )
+
+    def on_oversize(self, kind: int, rid: int, length: int) -> None:
+        # The header tells exactly how long the body is, so the reader can discard it as it
+        # arrives without buffering it and the connection stays usable.
+        if kind == REQUEST and rid != 0 and rid not in self.active:
+            log.info(
+                "tcp request of %d bytes from %s refused: over the limit of %d bytes",
+                length,
+                self.fc.peer,
+                self.server._max_message,
+            )
+            self.fc.send(encode_error(rid, _too_large(length, self.server._max_message)))
+            return
+        raise FrameError(
+            f"a {KIND_NAMES.get(kind, f'kind {kind}')} frame of {length} bytes is over the "
+            "limit"
+        )
+
+    def abort(self) -> None:
+        """The connection is gone: cancel every handler still running for it."""
+        self.fc.closed = True
+        active, self.active = self.active, {}
+        for responder in active.values():
+            responder.open = False
+            responder.scope.cancel()
+
+
+class _Responder:
+    """Answers one request with frames on its connection (see ``Responder`` in the core)."""
+
+    __slots__ = ("conn", "open", "rid", "scope")
+
+    def __init__(self, conn: _ServerConnection, rid: int) -> None:
+        self.conn = conn
+        self.rid = rid
+        self.scope = anyio.CancelScope()
+        self.open = True
+
+    def finish(self) -> None:
+        if self.open:
+            self.open = False
+            if self.conn.active.get(self.rid) is self:
+                del self.conn.active[self.rid]
+
+    def _check_open(self) -> FrameConnection:
+        if not self.open:
+            raise ConnectionLost("the caller cancelled the request or went away")
+        return self.conn.fc
+
+    async def send_response(self, payload: bytes) -> None:
+        limit = self.conn.server._max_message
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"the response of {len(payload)} bytes is over the limit of {limit} bytes"
+            )
+        fc = self._check_open()
+        self.finish()
+        fc.send2(HEADER.pack(len(payload), RESPONSE, self.rid), payload)
+        if fc.congested:
+            await fc.wait_drained()
+
+    async def send_chunk(self, payload: bytes) -> None:
+        limit = self.conn.server._max_message
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"a stream chunk of {len(payload)} bytes is over the limit of {limit} bytes"
+            )
+        fc = self._check_open()
+        fc.send2(HEADER.pack(len(payload), CHUNK, self.rid), payload)
+        if fc.congested:
+            await fc.wait_drained()
+        else:
+            # A generator that never awaits would otherwise starve the connection's reader,
+            # and with it the CANCEL frame that should stop it.
+            await anyio.lowlevel.checkpoint()
+
+    async def send_end(self) -> None:
+        fc = self._check_open()
+        self.finish()
+        fc.send(HEADER.pack(0, END, self.rid))
+
+    async def send_error(self, error: RequestPlaneError) -> None:
+        fc = self._check_open()
+        self.finish()
+        fc.send(encode_error(self.rid, error))
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request of {size} bytes is over the server's limit of {limit}")
+
+
+async def _advertise_host(settings: TcpSettings) -> str:
+    if settings.advertise_host is not None:
+        return settings.advertise_host
+    family = _WILDCARDS.get(settings.host)
+    if family is None:
+        return settings.host
+    # A wildcard is not an address anyone can connect to: publish where this machine's
+    # name points, which other hosts can usually reach too.
+    try:
+        infos = await anyio.getaddrinfo(
+            socket.gethostname(), None, family=family, type=socket.SOCK_STREAM
+        )
+        return str(infos[0][4][0])
+    except (OSError, IndexError):
+        return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+def _peer_name(stream: ByteStream) -> str:
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except (anyio.TypedAttributeLookupError, OSError):
+        return "an unknown peer"
+    if isinstance(address, str):
+        return address
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tls_reason(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return str(cause.verify_message or cause.reason)
+    if isinstance(cause, ssl.SSLError):
+        return str(cause.reason or cause)
+    if isinstance(cause, TimeoutError):
+        return "timed out"
+    return repr(cause) if cause is not None else "the connection broke"
+
+
+async def _close(stream: ByteStream) -> None:
+    with anyio.CancelScope(shield=True):
+        try:
+            await stream.aclose()
+        except Exception:  # dropping the connection either way
+            pass
+
