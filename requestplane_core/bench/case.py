@@ -28,6 +28,7 @@ class Case:
     endpoint: str = "echo"  # "fail" exists to prove that errors are counted
     direct: bool = False  # bypass the RequestPlane manager: transport client and serve()
     stall_timeout: float = 15.0
+    profile: str | None = None  # directory for cProfile output of both workers
 
     @property
     def loop(self) -> str:

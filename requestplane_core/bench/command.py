@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -97,11 +98,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_seconds(0.1), default=15.0, metavar="SECONDS",
                         help="no request completing for this long ends the case and counts "
                         "those in flight as lost (default: 15)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run both workers under cProfile and write DIR/<role>-<mode>-"
+                        "<loop>[-<kind>].prof (read them with python -m pstats)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per case instead of the table")
     # Calls an endpoint that always raises: proves a run with errors fails (tests use it).
     parser.add_argument("--endpoint", choices=("echo", "fail"), default="echo",
                         help=argparse.SUPPRESS)
+
+
+def _profile_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    directory = Path(path).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory)
 
 
 def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
@@ -148,6 +160,7 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
                         endpoint=args.endpoint,
                         direct=args.direct,
                         stall_timeout=args.timeout,
+                        profile=_profile_dir(args.profile),
                     )
                 )
     return cases, notes
