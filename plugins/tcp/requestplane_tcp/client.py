@@ -42,10 +42,12 @@ from .framing import (
     KIND_NAMES,
     METADATA_LIMIT,
     PREAMBLE,
+    REQUEST,
     RESPONSE,
     FrameError,
     decode_error,
     encode_request_head,
+    frame_limits,
 )
 from .settings import TcpSettings
 from .tls import check_tls_settings, client_context, tls_failure
@@ -207,25 +209,16 @@ class _ClientConnection:
             self.fc.send(HEADER.pack(0, CANCEL, rid))
 
     def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
+        # The reader enforces every size limit (see on_oversize) before calling this.
         if kind == RESPONSE:
             call = self.calls.pop(rid, None)
             if call is not None:
-                if len(body) > self.max_message:
-                    call.fail(_too_large_factory(len(body), self.max_message))
-                else:
-                    call.on_response(bytes(body))
+                call.on_response(bytes(body))
         elif kind == CHUNK:
             call = self.calls.get(rid)
-            if call is not None:
-                if len(body) > self.max_message:
-                    self.calls.pop(rid, None)
-                    call.fail(_too_large_factory(len(body), self.max_message))
-                    self.cancel(rid)
-                elif not call.on_chunk(bytes(body), self.max_message):
-                    self.cancel(rid)
+            if call is not None and not call.on_chunk(bytes(body), self.max_message):
+                self.cancel(rid)
         elif kind == END:
-            if len(body):
-                raise FrameError("an END frame has a body")
             call = self.calls.pop(rid, None)
             if call is not None:
                 call.on_end()
@@ -238,25 +231,23 @@ class _ClientConnection:
             if call is not None:
                 call.fail(lambda: error_from_wire(code, message, remote_type))
         else:
-            name = KIND_NAMES.get(kind)
-            raise FrameError(
-                f"the server sent a {name} frame (servers send RESPONSE, CHUNK, END and ERROR)"
-                if name
-                else f"the server sent an unknown frame kind {kind}"
-            )
+            raise FrameError(f"unexpected frame kind {kind}")
 
     def on_oversize(self, kind: int, rid: int, length: int) -> None:
         if kind in (RESPONSE, CHUNK) and rid != 0:
+            # Skippable: fail just that call, and stop the server sending more of it.
             call = self.calls.pop(rid, None)
             if call is not None:
                 call.fail(_too_large_factory(length, self.max_message))
                 if kind == CHUNK:
                     self.cancel(rid)
             return
-        raise FrameError(
-            f"a {KIND_NAMES.get(kind, f'kind {kind}')} frame of {length} bytes is over the "
-            "limit"
-        )
+        name = KIND_NAMES.get(kind)
+        if name is None:
+            raise FrameError(f"the server sent an unknown frame kind {kind}")
+        if kind in (REQUEST, CANCEL):
+            raise FrameError(f"the server sent a {name} frame (servers never do)")
+        raise FrameError(f"the server sent a {name} frame of {length} bytes, over its limit")
 
     def fail_all(self, error: _ErrorFactory) -> None:
         self.usable = False
@@ -273,7 +264,14 @@ class TcpClient(TransportClient):
         self._settings = settings
         self._ssl = client_context(settings) if settings.tls else None
         self._max_message = settings.max_message_size
-        self._max_body = settings.max_message_size + METADATA_LIMIT + 64
+        self._limits = frame_limits(
+            {
+                RESPONSE: settings.max_message_size,
+                CHUNK: settings.max_message_size,
+                END: 0,
+                ERROR: METADATA_LIMIT,
+            }
+        )
         self._request_timeout = settings.request_timeout
         self._tg: TaskGroup | None = None
         self._targets: dict[Address | str, _Target] = {}
@@ -435,7 +433,7 @@ class TcpClient(TransportClient):
                             ssl_context=self._ssl,
                             standard_compatible=False,
                         )
-                    fc = FrameConnection(stream, target.peer, self._max_body)
+                    fc = FrameConnection(stream, target.peer, self._limits)
                     await stream.send(PREAMBLE)
                     await fc.read_preamble()
                 except BaseException:

@@ -40,17 +40,19 @@ class FrameHandler(Protocol):
         """Handle one complete frame; must copy what it keeps out of ``body``."""
 
     def on_oversize(self, kind: int, rid: int, length: int) -> None:
-        """A frame longer than the limit arrives; raise :class:`FrameError` unless its
-        body can be skipped (the reader then discards it without buffering it)."""
+        """A frame longer than its kind's limit (or of a kind this side never receives)
+        arrives; raise :class:`FrameError` unless its body can be skipped (the reader then
+        discards it as it arrives, without buffering it)."""
 
 
 class FrameConnection:
     """The byte-level half of a connection, shared by client and server."""
 
-    def __init__(self, stream: ByteStream, peer: str, max_body: int) -> None:
+    def __init__(self, stream: ByteStream, peer: str, limits: list[int]) -> None:
+        """``limits[kind]`` is the longest body accepted for a frame kind (-1: none)."""
         self.stream = stream
         self.peer = peer
-        self.max_body = max_body
+        self.limits = limits
         # anyio.Event() looks its backend up on each call; instantiating the backend's
         # class directly keeps per-request events cheap.
         self.new_event: _EventFactory = type(anyio.Event())
@@ -161,7 +163,7 @@ class FrameConnection:
         receive = self.stream.receive
         unpack_from = HEADER.unpack_from
         on_frame = handler.on_frame
-        limit = self.max_body
+        limits = self.limits
         buf = self._buf
         skip = 0
         while True:
@@ -172,7 +174,7 @@ class FrameConnection:
                     while n - pos >= HEADER_SIZE:
                         length, kind, rid = unpack_from(buf, pos)
                         end = pos + HEADER_SIZE + length
-                        if length > limit:
+                        if length > limits[kind]:
                             handler.on_oversize(kind, rid, length)
                             if end > n:
                                 skip = end - n

@@ -37,6 +37,8 @@ __all__ = [
     "decode_request",
     "encode_error",
     "encode_request_head",
+    "frame_limits",
+    "request_body_limit",
 ]
 
 MAGIC = b"\x89RQP"
@@ -65,6 +67,19 @@ _REQUEST_HEAD = struct.Struct(">IBIdHH")  # frame header + remaining seconds, en
 _REQUEST_FIXED = struct.Struct(">dHH")
 _HEADER_ENTRY = struct.Struct(">HI")
 _ERROR_FIXED = struct.Struct(">BH")
+
+
+def frame_limits(allowed: dict[int, int]) -> list[int]:
+    """Per-kind body limits for the reader, indexed by kind: -1 for kinds not received."""
+    limits = [-1] * 256
+    for kind, limit in allowed.items():
+        limits[kind] = limit
+    return limits
+
+
+def request_body_limit(max_message_size: int) -> int:
+    """The longest REQUEST body carrying a payload of at most ``max_message_size``."""
+    return max_message_size + _REQUEST_FIXED.size + METADATA_LIMIT
 
 
 class FrameError(Exception):

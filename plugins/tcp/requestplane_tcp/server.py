@@ -30,13 +30,14 @@ from .framing import (
     END,
     HEADER,
     KIND_NAMES,
-    METADATA_LIMIT,
     PREAMBLE,
     REQUEST,
     RESPONSE,
     FrameError,
     decode_request,
     encode_error,
+    frame_limits,
+    request_body_limit,
 )
 from .settings import TcpSettings
 from .tls import check_tls_settings, server_context
@@ -56,7 +57,9 @@ class TcpServer(TransportServer):
         self._settings = settings
         self._ssl = server_context(settings) if settings.tls else None
         self._max_message = settings.max_message_size
-        self._max_body = settings.max_message_size + METADATA_LIMIT + 64
+        self._limits = frame_limits(
+            {REQUEST: request_body_limit(settings.max_message_size), CANCEL: 0}
+        )
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         self._listener: Any = None
@@ -159,7 +162,7 @@ class TcpServer(TransportServer):
                 log.info("tcp connection from %s closed during the TLS handshake", peer)
                 await _close(stream)
                 return
-        conn = _ServerConnection(self, FrameConnection(stream, peer, self._max_body))
+        conn = _ServerConnection(self, FrameConnection(stream, peer, self._limits))
         self._connections.add(conn)
         try:
             with conn.scope:
@@ -256,24 +259,17 @@ class _ServerConnection:
                 server._handle, Request(endpoint, payload, headers, deadline), responder
             )
         elif kind == CANCEL:
-            if len(body):
-                raise FrameError("a CANCEL frame has a body")
             cancelled = self.active.pop(rid, None)
             if cancelled is not None:
                 cancelled.open = False
                 cancelled.scope.cancel()
         else:
-            name = KIND_NAMES.get(kind)
-            raise FrameError(
-                f"a client sent a {name} frame (clients send only REQUEST and CANCEL)"
-                if name
-                else f"unknown frame kind {kind}"
-            )
+            raise FrameError(f"unexpected frame kind {kind}")
 
     def on_oversize(self, kind: int, rid: int, length: int) -> None:
-        # The header tells exactly how long the body is, so the reader can discard it as it
-        # arrives without buffering it and the connection stays usable.
         if kind == REQUEST and rid != 0 and rid not in self.active:
+            # The header says exactly how long the body is, so the reader can discard it as
+            # it arrives without buffering it, and the connection stays usable.
             log.info(
                 "tcp request of %d bytes from %s refused: over the limit of %d bytes",
                 length,
@@ -282,10 +278,14 @@ class _ServerConnection:
             )
             self.fc.send(encode_error(rid, _too_large(length, self.server._max_message)))
             return
-        raise FrameError(
-            f"a {KIND_NAMES.get(kind, f'kind {kind}')} frame of {length} bytes is over the "
-            "limit"
-        )
+        name = KIND_NAMES.get(kind)
+        if name is None:
+            raise FrameError(f"unknown frame kind {kind}")
+        if kind not in (REQUEST, CANCEL):
+            raise FrameError(f"a client sent a {name} frame (clients send REQUEST and CANCEL)")
+        if kind == REQUEST:
+            raise FrameError(f"a REQUEST frame reuses request id {rid}")
+        raise FrameError(f"a {name} frame has a body of {length} bytes")
 
     def abort(self) -> None:
         """The connection is gone: cancel every handler still running for it."""
