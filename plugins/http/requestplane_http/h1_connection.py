@@ -8,7 +8,7 @@ background task); idle connections wait in the pool for the next large request.
 
 from __future__ import annotations
 
-import socket
+import select
 
 import anyio
 import h11
@@ -43,19 +43,18 @@ class H1Connection(Exchange):
         self.error_header = False
 
     def alive(self) -> bool:
-        """Whether an idle connection is still open: the server may have closed it while it
-        sat in the pool (restart, idle timeout). A closed peer makes the socket readable."""
+        """Whether an idle connection is still usable: the server may have closed it while it
+        sat in the pool (restart, idle timeout). An idle HTTP/1.1 connection has nothing to
+        read, so a readable socket means end of stream (or junk): not reusable."""
         if self.closed:
             return False
         try:
-            raw: socket.socket = self._stream.extra(SocketAttribute.raw_socket)
-            data = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True
-        except (OSError, anyio.TypedAttributeLookupError):
+            raw = self._stream.extra(SocketAttribute.raw_socket)
+            poller = select.poll()
+            poller.register(raw.fileno(), select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        except (OSError, ValueError, anyio.TypedAttributeLookupError):
             return False
-        del data
-        return False  # end of stream, or bytes nobody asked for: either way not reusable
 
     async def send(
         self, target: bytes, headers: list[tuple[bytes, bytes]], payload: bytes

@@ -28,6 +28,7 @@ from requestplane_core import (
     ProtocolError,
     RequestPlaneError,
     Unavailable,
+    error_from_wire,
 )
 
 from .errors import describe_io_error
@@ -232,25 +233,33 @@ class H2Connection:
         self._conn_unacked = 0
         self.error: RequestPlaneError | None = None
         self.draining = False
-        self.max_streams = 100  # until the server's SETTINGS say otherwise
+        self.max_streams = 0  # until the server's SETTINGS say how many
+        self._settings_received = anyio.Event()
         self.idle_since: float | None = anyio.current_time()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self, task_group: TaskGroup) -> None:
         h2conn = self.h2
-        h2conn.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
+        h2conn.initiate_connection()
+        # Through a SETTINGS update rather than initial values: h2 applies (frame buffer size,
+        # stream windows) only what the server acknowledged.
+        h2conn.update_settings(
+            {
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-            },
+            }
         )
-        h2conn.initiate_connection()
         h2conn.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
         task_group.start_soon(self._read_loop)
         await self.flush()
+        # Carry no request before the server's SETTINGS: hypercorn answers a stream above its
+        # concurrent stream limit with a connection error, which would fail every request on
+        # the connection, and this also proves the peer speaks HTTP/2.
+        await self._settings_received.wait()
+        if self.error is not None:
+            raise error_from_wire(self.error.code, self.error.message)
 
     @property
     def available(self) -> bool:
@@ -395,6 +404,7 @@ class H2Connection:
             elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                 if isinstance(event, h2.events.RemoteSettingsChanged):
                     self.max_streams = self.h2.remote_settings.max_concurrent_streams
+                    self._settings_received.set()
                     self._on_change(self)
                 for exchange in list(exchanges.values()):
                     if exchange._pending:
@@ -441,6 +451,7 @@ class H2Connection:
         self._exchanges.clear()
         for exchange in exchanges:
             exchange._on_error(error)
+        self._settings_received.set()
         self._on_change(self)
 
 

@@ -103,9 +103,20 @@ class OriginPool:
         try:
             stream = await self._open("h2")
             conn = H2Connection(stream, self.origin, self._changed)
-            self._h2.append(conn)
             self._stats.open_connections += 1
-            await conn.start(self._task_group())
+            try:
+                with anyio.fail_after(self._connect_timeout):
+                    await conn.start(self._task_group())
+            except BaseException as exc:
+                conn.close(ConnectionLost(f"{self.origin} did not start HTTP/2"))
+                self._stats.open_connections -= 1
+                if isinstance(exc, TimeoutError):
+                    raise ConnectionLost(
+                        f"{self.origin} sent no HTTP/2 settings within "
+                        f"{self._connect_timeout} s: is it an HTTP/2 server?"
+                    ) from None
+                raise
+            self._h2.append(conn)
         except RequestPlaneError as exc:
             attempt.error = exc
             raise
