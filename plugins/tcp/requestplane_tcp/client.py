@@ -403,16 +403,20 @@ class TcpClient(TransportClient):
         self._runners.add(scope)
         try:
             with scope:
-                conn = await self._handshake(target, pending)
+                try:
+                    conn = await self._handshake(target, pending)
+                finally:
+                    # Settled either way: from now on callers find the connection in _conns,
+                    # or, once it breaks, open a new one.
+                    if self._pending.get(target.key) is pending:
+                        del self._pending[target.key]
+                    if not pending.event.is_set():
+                        pending.error = _closed_error
+                        pending.event.set()
                 if conn is not None:
                     await self._run(conn)
         finally:
             self._runners.discard(scope)
-            if self._pending.get(target.key) is pending:
-                del self._pending[target.key]
-            if not pending.event.is_set():
-                pending.error = _closed_error
-                pending.event.set()
             if self._runners_done is not None and not self._runners:
                 self._runners_done.set()
 

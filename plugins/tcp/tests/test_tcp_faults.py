@@ -1,0 +1,76 @@
+"""A server process killed (SIGKILL) under a client, then restarted on the same port."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import Process
+from tcp_test_helpers import BOUND, client
+
+from requestplane_core import Address, ConnectionLost
+
+pytestmark = pytest.mark.anyio
+
+SCRIPT = Path(__file__).with_name("tcp_server_process.py")
+
+
+@asynccontextmanager
+async def server_process(
+    port: int, backend: str
+) -> AsyncIterator[tuple[Process, dict[str, Address]]]:
+    process = await anyio.open_process(
+        [sys.executable, str(SCRIPT), str(port), backend], stderr=None
+    )
+    try:
+        assert process.stdout is not None
+        lines = b""
+        with anyio.fail_after(BOUND * 2):
+            while lines.count(b"\n") < 3:
+                lines += await process.stdout.receive()
+        addresses = {a.endpoint: a for a in map(Address.parse, lines.decode().split())}
+        yield process, addresses
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.wait()
+            await process.aclose()
+
+
+async def test_sigkill_fails_inflight_calls_and_a_restart_is_used(anyio_backend: str) -> None:
+    async with client() as c:
+        async with server_process(0, anyio_backend) as (process, addresses):
+            port = addresses["echo"].port
+            assert port is not None
+            with anyio.fail_after(BOUND):
+                assert await c.request(addresses["echo"], b"before") == b"before"
+            outcomes: list[str] = []
+            streaming = anyio.Event()
+
+            async def stream() -> None:
+                with pytest.raises(ConnectionLost):
+                    async for _chunk in c.stream(addresses["endless"], b""):
+                        streaming.set()
+                outcomes.append("stream")
+
+            async def blocked() -> None:
+                with pytest.raises(ConnectionLost):
+                    await c.request(addresses["block"], b"")
+                outcomes.append("request")
+
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stream)
+                    tg.start_soon(blocked)
+                    await streaming.wait()
+                    process.send_signal(signal.SIGKILL)
+            assert sorted(outcomes) == ["request", "stream"]
+        async with server_process(port, anyio_backend) as (_process, again):
+            with anyio.fail_after(BOUND):
+                assert await c.request(again["echo"], b"after") == b"after"
