@@ -63,7 +63,8 @@ class TcpSettings:
     )
     connect_timeout: float = setting(
         10.0,
-        help="seconds a client waits to connect (TCP, TLS and protocol handshake)",
+        help="seconds to set up a connection (TCP connect, TLS and protocol handshake), for "
+        "clients connecting and for the server waiting on a new connection's handshake",
         accepts="a number of seconds > 0",
         check=_positive,
     )
