@@ -204,9 +204,16 @@ class NatsTransportClient(TransportClient):
         self._closed = True
         inboxes, self._inboxes = self._inboxes, {}
         self.stats.open_connections = 0
-        for inbox in inboxes.values():
-            inbox.fail_all(ConnectionLost("the client was closed"))
-            await inbox.link.aclose()
+        with anyio.CancelScope(shield=True):
+            for inbox in inboxes.values():
+                calls = inbox.fail_all(ConnectionLost("the client was closed"))
+                # NATS does not tell a server that a caller went away: say it.
+                for call in calls:
+                    if inbox.link.connected:
+                        await inbox.link.publish(
+                            cancel_subject_for(call.subject), call.reply.encode()
+                        )
+                await inbox.link.aclose()
 
 
 def _send_failed(call: Call) -> Callable[[BaseException], None]:

@@ -54,6 +54,9 @@ class LoopBridge(abc.ABC):
     @abc.abstractmethod
     def deliver(self, fn: Callable[..., object], *args: Any) -> None: ...
 
+    async def barrier(self) -> None:
+        """Return once everything :meth:`send` queued before this call has been handed over."""
+
     @abc.abstractmethod
     async def aclose(self) -> None: ...
 
@@ -191,6 +194,16 @@ class ThreadBridge(LoopBridge):
                 self._space = anyio.Event()
             self._blocked = True
             await self._space.wait()
+
+    async def barrier(self) -> None:
+        passed = anyio.Event()
+
+        async def mark() -> None:
+            self.deliver(passed.set)
+
+        await self.send(mark)
+        with anyio.CancelScope(shield=True):
+            await passed.wait()
 
     def _release(self) -> None:
         space, self._space = self._space, None

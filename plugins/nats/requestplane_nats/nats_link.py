@@ -226,6 +226,7 @@ class NatsLink:
         self._shut = self.closed = True
         with anyio.CancelScope(shield=True):
             try:
+                await self._bridge.barrier()  # what handlers sent goes out before the close
                 await self._bridge.run(self._close_nc)
             finally:
                 await self._bridge.aclose()

@@ -138,10 +138,12 @@ class ReplyInbox:
             call.fail(ProtocolError("a reply that is not requestplane's NATS protocol"))
         self._calls.pop(call.token, None)
 
-    def fail_all(self, error: RequestPlaneError) -> None:
+    def fail_all(self, error: RequestPlaneError) -> list[Call]:
+        """Fail every call in flight; return them (their servers may need a cancel)."""
         calls, self._calls = self._calls, {}
         for call in calls.values():
             call.fail(error)
+        return list(calls.values())
 
     def _disconnected(self) -> None:
         self.fail_all(ConnectionLost("lost the connection to the NATS server"))
