@@ -49,6 +49,7 @@ def served(request: pytest.FixtureRequest, backend: str) -> Iterator[dict[str, s
         [*CLI, "serve", "--json", "--mode", request.param, "--backend", backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        bufsize=0,  # unbuffered: select() must see every line that readline() has not
     )
     try:
         deadline = time.monotonic() + BOUND

@@ -11,7 +11,6 @@ MALFORMED = {
     "an integer": "twelve",
     "a number": "fast",
     "a boolean": "maybe",
-    "a file path": "",
 }
 
 

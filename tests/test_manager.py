@@ -71,7 +71,8 @@ async def test_last_manager_to_close_closes_the_server() -> None:
 
 @pytest.mark.anyio
 async def test_without_observing_plugins_the_client_is_the_transports_own() -> None:
-    async with RequestPlane("tcp", environ={}) as plane:
+    # The repo's own example instrumentation plugin is installed in the test environment.
+    async with RequestPlane("tcp", environ={"REQUESTPLANE_DISABLE_PLUGINS": "otel"}) as plane:
         client = plane.client()
         assert not isinstance(client, InstrumentedClient)
         assert type(client).__module__.startswith("requestplane_tcp")
