@@ -16,7 +16,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.tls import TLSStream
 
 from requestplane_core import (
     Address,
@@ -51,6 +50,7 @@ from .framing import (
 )
 from .settings import TcpSettings
 from .tls import check_tls_settings, client_context, tls_failure
+from .tls_stream import tls_handshake
 
 __all__ = ["TcpClient"]
 
@@ -431,11 +431,11 @@ class TcpClient(TransportClient):
                 stream: Any = await anyio.connect_tcp(host, port)
                 try:
                     if self._ssl is not None:
-                        stream = await TLSStream.wrap(
+                        stream = await tls_handshake(
                             stream,
+                            self._ssl,
+                            server_side=False,
                             hostname=settings.tls_server_name or host,
-                            ssl_context=self._ssl,
-                            standard_compatible=False,
                         )
                     fc = FrameConnection(stream, target.peer, self._limits)
                     await stream.send(PREAMBLE)

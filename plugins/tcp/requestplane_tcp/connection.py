@@ -20,7 +20,14 @@ from anyio.abc import ByteStream
 
 from requestplane_core import ConnectionLost
 
-from .framing import HEADER, HEADER_SIZE, PREAMBLE_SIZE, FrameError, check_preamble
+from .framing import (
+    HEADER,
+    HEADER_SIZE,
+    PREAMBLE_SIZE,
+    FrameError,
+    check_preamble,
+    tls_hint,
+)
 
 __all__ = ["FrameConnection", "FrameHandler"]
 
@@ -151,6 +158,7 @@ class FrameConnection:
                 if buf:
                     raise FrameError(
                         "the peer closed the connection in the middle of its preamble"
+                        + tls_hint(buf)
                     ) from None
                 raise
             self.bytes_received += len(data)

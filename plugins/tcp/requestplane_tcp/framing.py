@@ -39,6 +39,7 @@ __all__ = [
     "encode_request_head",
     "frame_limits",
     "request_body_limit",
+    "tls_hint",
 ]
 
 MAGIC = b"\x89RQP"
@@ -90,13 +91,23 @@ class FrameError(Exception):
 def check_preamble(data: bytes | bytearray | memoryview) -> None:
     """Raise :class:`FrameError` unless ``data`` (8 bytes) is our preamble in our version."""
     if bytes(data[:4]) != MAGIC:
-        raise FrameError("the peer does not speak requestplane-tcp (wrong magic)")
+        raise FrameError(f"the peer does not speak requestplane-tcp (wrong magic){tls_hint(data)}")
     version = data[4]
     if version != VERSION:
         raise FrameError(
             f"the peer speaks requestplane-tcp protocol version {version}; "
             f"this side speaks version {VERSION}"
         )
+
+
+def tls_hint(data: bytes | bytearray | memoryview) -> str:
+    """Why bytes that are not our preamble may have arrived: TLS on one side only."""
+    if len(data) >= 2 and data[1] == 3:
+        if data[0] == 0x16:
+            return "; it speaks TLS: turn REQUESTPLANE_TCP_TLS on here too, or off there"
+        if data[0] == 0x15:
+            return "; it answered with a TLS alert: it expects TLS (REQUESTPLANE_TCP_TLS)"
+    return ""
 
 
 def encode_request_head(

@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
-from anyio.streams.tls import TLSStream
 
 from requestplane_core import (
     Address,
@@ -41,6 +40,7 @@ from .framing import (
 )
 from .settings import TcpSettings
 from .tls import check_tls_settings, server_context
+from .tls_stream import tls_handshake
 
 __all__ = ["TcpServer"]
 
@@ -150,9 +150,7 @@ class TcpServer(TransportServer):
         if self._ssl is not None:
             try:
                 with anyio.fail_after(timeout):
-                    stream = await TLSStream.wrap(
-                        stream, server_side=True, ssl_context=self._ssl, standard_compatible=False
-                    )
+                    stream = await tls_handshake(stream, self._ssl, server_side=True)
             except (ssl.SSLError, OSError, TimeoutError, anyio.BrokenResourceError) as exc:
                 log.warning("tcp connection from %s closed: TLS handshake failed: %s", peer,
                             _tls_reason(exc))
@@ -390,12 +388,19 @@ def _peer_name(stream: ByteStream) -> str:
 
 def _tls_reason(exc: BaseException) -> str:
     cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return str(cause.verify_message or cause.reason)
-    if isinstance(cause, ssl.SSLError):
-        return str(cause.reason or cause)
     if isinstance(cause, TimeoutError):
-        return "timed out"
+        return "no handshake within the connect timeout"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"the client's certificate is not trusted ({cause.verify_message or cause.reason})"
+    if isinstance(cause, ssl.SSLError):
+        reason = str(cause.reason or cause)
+        if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+            return "the client sent no certificate (mutual TLS requires one)"
+        if "ALERT" in reason:
+            return f"the client refused the handshake (TLS alert {reason})"
+        if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL"):
+            return f"the client does not speak TLS ({reason})"
+        return reason
     return repr(cause) if cause is not None else "the connection broke"
 
 
