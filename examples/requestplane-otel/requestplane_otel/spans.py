@@ -35,13 +35,15 @@ def start_span(event: ObservedRequest) -> None:
     name = f"requestplane/{event.endpoint}"
     if event.side == "client":
         span = instruments.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        instruments.inject(event.headers, trace.set_span_in_context(span))
+        if span.get_span_context().is_valid:  # without an SDK and a trace: nothing to send
+            instruments.inject(event.headers, trace.set_span_in_context(span))
     else:
         parent = instruments.extract(event.headers)
         span = instruments.tracer.start_span(
             name, context=parent, kind=SpanKind.SERVER, attributes=attributes
         )
-        event.scratch[_TOKEN] = context.attach(trace.set_span_in_context(span, parent))
+        if span.get_span_context().is_valid:
+            event.scratch[_TOKEN] = context.attach(trace.set_span_in_context(span, parent))
     event.scratch[_SPAN] = span
 
 
@@ -50,7 +52,7 @@ def finish_span(event: ObservedRequest) -> None:
     if token is not None:
         context.detach(token)
     span = event.scratch.pop(_SPAN, None)
-    if span is None:
+    if span is None or not span.is_recording():
         return
     span.set_attributes(
         {

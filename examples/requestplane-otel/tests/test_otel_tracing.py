@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import anyio
 import pytest
+import requestplane_otel
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -155,6 +156,20 @@ async def test_handler_spans_nest_under_the_server_span(
     (inner,) = [s for s in finished if s.name == "inside the handler"]
     assert inner.parent is not None and server_span.context is not None
     assert inner.parent.span_id == server_span.context.span_id
+
+
+async def test_without_a_tracer_nothing_is_injected(anyio_backend: str) -> None:
+    async def headers(request: Request) -> bytes:
+        return ",".join(sorted(request.headers)).encode()
+
+    requestplane_otel.use_providers(tracer_provider=trace.NoOpTracerProvider())
+    try:
+        async with RequestPlane("uds", environ={}) as plane:
+            address = await (await plane.server()).register("headers", headers)
+            with anyio.fail_after(BOUND):
+                assert await plane.client().request(address, b"", headers={"a": "1"}) == b"a"
+    finally:
+        requestplane_otel.use_providers()
 
 
 async def test_server_start_and_stop_move_the_servers_counter(
