@@ -38,13 +38,19 @@ PAYLOAD = b"x" * 1024
 
 
 async def _serve_transport(backend: str) -> None:
-    from requestplane_core import Request, RequestPlane
+    from requestplane_core import Request, load_plugins, load_settings, serve
+    from requestplane_core.config import transport_env_prefix
 
     async def echo(request: Request) -> bytes:
         return request.payload
 
-    async with RequestPlane("http") as plane:  # REQUESTPLANE_HTTP_* tune the server
-        server = await plane.server()
+    # The core's serve() without instrumentation hooks: the transport alone, whatever other
+    # requestplane plugins are installed. REQUESTPLANE_HTTP_* tune it.
+    spec = load_plugins(only="http").transport("http").spec
+    settings = load_settings(
+        spec.settings, prefix=transport_env_prefix("http"), environ=os.environ
+    )
+    async with serve(spec, settings) as server:
         address = await server.register("echo", echo)
         print(address, flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read)
@@ -168,12 +174,17 @@ def _row(label: str, concurrency: int, result: tuple[float, float, float]) -> st
 
 
 async def _httpx_rows(
-    url: str, pid: int, label: str, http2: bool, seconds: float
+    url: str,
+    pid: int,
+    label: str,
+    http2: bool,
+    seconds: float,
+    concurrencies: tuple[int, ...] = (1, 64),
 ) -> list[tuple[str, float]]:
     import httpx
 
     rows = []
-    for concurrency in (1, 64):
+    for concurrency in concurrencies:
         limits = httpx.Limits(max_connections=None if not http2 else 1)
         async with httpx.AsyncClient(http2=http2, http1=not http2, limits=limits) as client:
 
@@ -187,7 +198,7 @@ async def _httpx_rows(
 
 
 async def _transport_rows(
-    url: str, pid: int, label: str, seconds: float
+    url: str, pid: int, label: str, seconds: float, concurrencies: tuple[int, ...] = (1, 64)
 ) -> list[tuple[str, float]]:
     from requestplane_http.client import HttpClient
     from requestplane_http.settings import HttpSettings
@@ -195,7 +206,7 @@ async def _transport_rows(
     from requestplane_core import load_settings
 
     rows = []
-    for concurrency in (1, 64):
+    for concurrency in concurrencies:
         settings = load_settings(HttpSettings, prefix="REQUESTPLANE_HTTP_", environ={})
         async with HttpClient(settings) as client:
 
@@ -258,10 +269,27 @@ async def _main(args: argparse.Namespace) -> None:
         for rows in sections:
             for text, _ in rows:
                 print(text, flush=True)
-        naive64 = sections[0][1][1]
-        rate64 = sections[-1][1][1]
-        print(f"\nat 64 concurrent: the transport (client + server) {rate64:.0f} req/s vs naive "
-              f"httpx+hypercorn {naive64:.0f} req/s = {rate64 / naive64:.2f}x")
+        print(f"\nheadline, 64 concurrent 1 KiB echo, {args.rounds} alternating rounds "
+              f"(median; the machine is shared, so rounds vary):")
+        naive: list[float] = []
+        ours: list[float] = []
+        for _ in range(args.rounds):
+            naive.append(
+                (await _httpx_rows(plain_url, plain.pid, "", True, args.seconds, (64,)))[0][1]
+            )
+            ours.append(
+                (await _transport_rows(transport_url, transport.pid, "", args.seconds, (64,)))[
+                    0
+                ][1]
+            )
+        naive.sort()
+        ours.sort()
+        median_naive, median_ours = naive[len(naive) // 2], ours[len(ours) // 2]
+        print(f"  naive httpx h2c + plain hypercorn: {' '.join(f'{r:.0f}' for r in naive)} "
+              f"req/s, median {median_naive:.0f}")
+        print(f"  requestplane http transport:       {' '.join(f'{r:.0f}' for r in ours)} "
+              f"req/s, median {median_ours:.0f}")
+        print(f"  ratio of medians: {median_ours / median_naive:.2f}x")
         print("\nupload through the requestplane client (mean per request, sequential)")
         print(f"{'size':>12}  {'HTTP/2':>13}  {'HTTP/1.1':>13}")
         for row in await _upload_rows(transport_url):
@@ -277,6 +305,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating headline rounds")
     parser.add_argument("--serve", choices=["transport", "plain"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "transport":

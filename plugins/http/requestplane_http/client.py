@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskGroup
+from hpack import NeverIndexedHeaderTuple
 
 from requestplane_core import (
     Address,
@@ -225,10 +226,14 @@ class HttpClient(TransportClient):
         incremental: bool,
     ) -> Exchange:
         """Send the request; return the exchange its response arrives on."""
-        extra: list[tuple[bytes, bytes]] = [(b"content-length", b"%d" % len(payload))]
+        # Values that change from request to request are sent without HPACK indexing: indexing
+        # them would only churn the compression table.
+        extra: list[tuple[bytes, bytes]] = [
+            NeverIndexedHeaderTuple(b"content-length", b"%d" % len(payload))
+        ]
         if deadline is not None:
-            remaining = deadline - anyio.current_time()
-            extra.append((wire.HEADER_TIMEOUT, wire.format_timeout(remaining)))
+            timeout = wire.format_timeout(deadline - anyio.current_time())
+            extra.append(NeverIndexedHeaderTuple(wire.HEADER_TIMEOUT, timeout))
         if headers:
             extra.extend(wire.encode_meta(headers))
         pool = self._pool(target)

@@ -60,9 +60,28 @@ _CONFIG = h2.config.H2Configuration(
 
 
 class _GracefulH2(h2.connection.H2Connection):
-    """``h2`` treats every GOAWAY as the end of the connection and then refuses the frames of
-    streams the server is still answering. A graceful GOAWAY (NO_ERROR) only means "no new
-    streams": keep the connection open for the streams at or below its last stream id."""
+    """``h2`` with two client-side changes.
+
+    * ``h2`` treats every GOAWAY as the end of the connection and then refuses the frames of
+      streams the server is still answering. A graceful GOAWAY (NO_ERROR) only means "no new
+      streams": keep the connection open for the streams at or below its last stream id.
+    * ``h2`` recounts every stream it knows on each new stream, to enforce the server's
+      concurrent stream limit; with many requests in flight that was the client's largest
+      single cost. :class:`H2Connection` enforces the limit itself (``available``), so only
+      every ``_RECOUNT``-th new stream pays for the recount, which is also when ``h2`` drops
+      its closed streams.
+    """
+
+    _RECOUNT = 64
+    _opened = 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        self._opened += 1
+        if self._opened >= self._RECOUNT:
+            self._opened = 0
+            return super().open_outbound_streams
+        return 0
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         if frame.error_code != 0:

@@ -169,7 +169,8 @@ def _encode_name(name: str) -> bytes:
     if all(b in _NAME_SAFE for b in raw):
         return META_PREFIX + raw
     return META_PREFIX + b"".join(
-        bytes((b,)) if b in _NAME_SAFE else b"%%%02X" % b for b in raw
+        # Lower case hex: HTTP/2 rejects any upper case letter in a header name.
+        bytes((b,)) if b in _NAME_SAFE else b"%%%02x" % b for b in raw
     )
 
 
