@@ -44,8 +44,8 @@ def plane(**settings: object) -> RequestPlane:
 
 
 def raises_config_error(match: str) -> pytest.RaisesGroup[ConfigError]:
-    # The core's server() lets a transport's start() error out wrapped in a task group's
-    # ExceptionGroup; accept it either way (reported upstream).
+    # In this core version an error from a transport's start(), like anything leaving
+    # `async with RequestPlane()`, comes out wrapped in an ExceptionGroup; accept both.
     return pytest.RaisesGroup(
         pytest.RaisesExc(ConfigError, match=match), allow_unwrapped=True, flatten_subgroups=True
     )
