@@ -103,7 +103,7 @@ def large_entries(args: argparse.Namespace) -> list[Entry]:
         peer("raw anyio/trio 1 MiB (inline)", "raw_anyio.py", "--inline", "--backend", "trio",
              *load),
     ]
-    for mode in _transports():
+    for mode in [m for m in _transports() if m != "nats"]:  # nats-server's max_payload: 1 MiB
         for backend in ("asyncio", "trio"):
             out.append(bench(f"{mode} {backend} 1 MiB", "--mode", mode, "--backend", backend,
                              *load))
@@ -114,7 +114,8 @@ def many_entries(args: argparse.Namespace) -> list[Entry]:
     load = ("--payload", "1024", "--concurrency", "10000", "--requests", "50000",
             "--warmup", "0")
     out = [peer("raw asyncio 10k in flight", "raw_asyncio.py", *load)]
-    for mode in _transports():
+    # http is left out: at 10,000 in flight it needs minutes (see docs/benchmarks.md).
+    for mode in [m for m in _transports() if m != "http"]:
         for backend in ("asyncio", "trio"):
             out.append(bench(f"{mode} {backend} 10k in flight", "--mode", mode, "--backend",
                              backend, "--timeout", "60", *load))

@@ -28,10 +28,11 @@ def bench(*flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio", "asyncio+uvloop"])
 def test_bench_tcp_json(backend: str) -> None:
-    done = bench("--backend", backend, "--requests", "200", "--concurrency", "8",
-                 "--warmup", "0", "--json")
+    loop = ["--backend", "asyncio", "--uvloop"] if backend == "asyncio+uvloop" else [
+        "--backend", backend]
+    done = bench(*loop, "--requests", "200", "--concurrency", "8", "--warmup", "0", "--json")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(records) == 1
