@@ -8,7 +8,13 @@ import anyio
 from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from requestplane_core import ClientStats, ConnectionLost, ProtocolError, error_from_wire
+from requestplane_core import (
+    ClientStats,
+    ConnectionLost,
+    ProtocolError,
+    Unavailable,
+    error_from_wire,
+)
 
 from .addressing import Target
 from .frames import CONNECTION_ERRORS, Frame, encode_frame, read_frame
@@ -44,7 +50,9 @@ class Call:
         try:
             stream = await anyio.connect_unix(target.socket_path)
         except OSError as exc:
-            raise ConnectionLost(
+            # Nothing was sent, so the handler certainly did not run: retrying (here or at
+            # another instance) is safe, which is what Unavailable tells the caller.
+            raise Unavailable(
                 f"cannot connect to {target.socket_path}: {exc.strerror or exc}"
             ) from None
         stats.open_connections += 1

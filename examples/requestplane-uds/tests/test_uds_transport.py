@@ -23,6 +23,7 @@ from requestplane_core import (
     PayloadTooLarge,
     Request,
     RequestPlane,
+    Unavailable,
 )
 
 pytestmark = pytest.mark.anyio
@@ -180,12 +181,13 @@ async def test_client_close_fails_inflight_calls_with_connection_lost() -> None:
         assert client.stats.open_connections == 0
 
 
-async def test_connecting_to_a_gone_server_is_connection_lost() -> None:
+async def test_connecting_to_a_gone_server_is_unavailable() -> None:
     async with plane() as p:
         address = await (await p.server()).register("echo", echo)
     async with plane() as p:
-        with anyio.fail_after(BOUND), pytest.raises(ConnectionLost, match="cannot connect"):
+        with anyio.fail_after(BOUND), pytest.raises(Unavailable, match="cannot connect") as info:
             await p.client().request(address, b"")
+        assert info.value.retriable
 
 
 async def test_serve_and_call_from_the_command_line(anyio_backend: str) -> None:
