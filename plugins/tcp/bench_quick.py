@@ -1,11 +1,13 @@
 """Quick throughput check: 64 concurrent 1 KiB echo requests, requests per second.
 
-Compares the tcp transport (client and server in one process, asyncio and trio) with a raw
-asyncio-streams, length-prefixed, multiplexed echo measured in the same run. Not a test:
+Compares the tcp transport (client and server in one process, asyncio and trio) with raw
+asyncio-streams, length-prefixed, multiplexed echoes measured in the same run: ``raw``
+answers inline in the server's read loop (the pure-Python floor), ``raw+task`` runs each
+request in its own asyncio task, as any server whose handlers may block must. Not a test:
 numbers depend on the machine and on what else runs on it.
 
     .venv/bin/python plugins/tcp/bench_quick.py [--seconds 3] [--concurrency 64]
-        [--size 1024] [--only raw|asyncio|trio] [--profile out.prof]
+        [--size 1024] [--only raw|raw+task|asyncio|trio] [--profile out.prof]
         [--separate]   # server in a child process (the project's target setup)
 """
 
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import struct
 import time
 from typing import Any
 
 import anyio
+import anyio.abc
 
 _FRAME = struct.Struct(">II")  # length, request id
 
@@ -26,19 +30,34 @@ _FRAME = struct.Struct(">II")  # length, request id
 # -- raw asyncio baseline ----------------------------------------------------------------
 
 
-async def _raw_server_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _raw_server_conn(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task_per_request: bool
+) -> None:
+    async def answer(head: bytes, body: bytes) -> None:
+        writer.write(head + body)
+
+    tasks: set[asyncio.Task[None]] = set()
     try:
         while True:
             head = await reader.readexactly(8)
             length, _rid = _FRAME.unpack(head)
             body = await reader.readexactly(length)
-            writer.write(head + body)
-    except (asyncio.IncompleteReadError, ConnectionError):
+            if task_per_request:
+                # What a request plane must do at least: run each handler in its own
+                # (cancellable) task so that a slow one does not hold up the others.
+                task = asyncio.create_task(answer(head, body))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            else:
+                writer.write(head + body)
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
         writer.close()
 
 
-async def _raw_serve(ready: Any = None) -> tuple[asyncio.Server, int]:
-    server = await asyncio.start_server(_raw_server_conn, "127.0.0.1", 0)
+async def _raw_serve(task_per_request: bool = False) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(
+        lambda r, w: _raw_server_conn(r, w, task_per_request), "127.0.0.1", 0
+    )
     port = server.sockets[0].getsockname()[1]
     return server, port
 
@@ -82,9 +101,9 @@ async def _raw_client(port: int, seconds: float, concurrency: int, size: int) ->
     return done / elapsed
 
 
-def _raw_server_process(port_queue: Any) -> None:
+def _raw_server_process(port_queue: Any, task_per_request: bool) -> None:
     async def main() -> None:
-        server, port = await _raw_serve()
+        server, port = await _raw_serve(task_per_request)
         port_queue.put(port)
         await asyncio.Event().wait()
         server.close()
@@ -92,14 +111,109 @@ def _raw_server_process(port_queue: Any) -> None:
     asyncio.run(main())
 
 
-async def raw_bench(seconds: float, concurrency: int, size: int, port: int | None) -> float:
+async def raw_bench(
+    seconds: float, concurrency: int, size: int, port: int | None, task_per_request: bool
+) -> float:
     if port is not None:
         return await _raw_client(port, seconds, concurrency, size)
-    server, port = await _raw_serve()
+    server, port = await _raw_serve(task_per_request)
     try:
         return await _raw_client(port, seconds, concurrency, size)
     finally:
         server.close()
+
+
+# -- raw anyio baseline ------------------------------------------------------------------
+
+
+class _AnyioPeer:
+    """Both ends of a minimal anyio multiplexed echo: a coalescing writer, a buffered
+    reader. What the transport would be with no dispatcher, no task per request and no
+    error handling: the anyio floor on either backend."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.out: list[bytes] = []
+        self.wake = anyio.Event()
+        self.idle = False
+
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+        if self.idle:
+            self.idle = False
+            self.wake.set()
+
+    async def writer(self) -> None:
+        while True:
+            if not self.out:
+                self.wake = anyio.Event()
+                self.idle = True
+                await self.wake.wait()
+                continue
+            out, self.out = self.out, []
+            await self.stream.send(b"".join(out))
+
+    async def reader(self, on_frame: Any) -> None:
+        buf = bytearray()
+        while True:
+            buf += await self.stream.receive(262144)
+            pos = 0
+            while len(buf) - pos >= 8:
+                length, rid = _FRAME.unpack_from(buf, pos)
+                end = pos + 8 + length
+                if end > len(buf):
+                    break
+                on_frame(rid, bytes(buf[pos:end]))
+                pos = end
+            del buf[:pos]
+
+
+async def anyio_raw_bench(seconds: float, concurrency: int, size: int) -> float:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def serve_one(stream: Any) -> None:
+        peer = _AnyioPeer(stream)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peer.writer)
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                await peer.reader(lambda rid, frame: peer.send(frame))
+            tg.cancel_scope.cancel()
+
+    done = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve_one)
+        peer = _AnyioPeer(await anyio.connect_tcp("127.0.0.1", port))
+        waiters: dict[int, list[Any]] = {}
+
+        def on_answer(rid: int, frame: bytes) -> None:
+            slot = waiters.pop(rid)
+            slot[1] = frame
+            slot[0].set()
+
+        tg.start_soon(peer.writer)
+        tg.start_soon(peer.reader, on_answer)
+        payload = b"x" * size
+        next_id = 0
+        stop = time.perf_counter() + seconds
+        new_event = type(anyio.Event())
+
+        async def worker() -> None:
+            nonlocal next_id, done
+            while time.perf_counter() < stop:
+                next_id += 1
+                slot = waiters[next_id] = [new_event(), None]
+                peer.send(_FRAME.pack(len(payload), next_id) + payload)
+                await slot[0].wait()
+                done += 1
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as workers:
+            for _ in range(concurrency):
+                workers.start_soon(worker)
+        elapsed = time.perf_counter() - start
+        tg.cancel_scope.cancel()
+    return done / elapsed
 
 
 # -- requestplane tcp --------------------------------------------------------------------
@@ -170,7 +284,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--only", choices=["raw", "asyncio", "trio"])
+    parser.add_argument(
+        "--only", choices=["raw", "raw+task", "anyio-asyncio", "anyio-trio", "asyncio", "trio"]
+    )
     parser.add_argument("--separate", action="store_true", help="server in a child process")
     parser.add_argument("--profile", help="write a cProfile of the tcp runs to this file")
     args = parser.parse_args()
@@ -180,19 +296,29 @@ def main() -> None:
     def run(name: str, fn: Any) -> None:
         if args.only and args.only != name:
             return
+        cpu = time.process_time()
         results[name] = fn()
-        print(f"{name:>8}: {results[name]:9.0f} req/s", flush=True)
+        cpu = time.process_time() - cpu
+        line = f"{name:>13}: {results[name]:9.0f} req/s"
+        if not args.separate:
+            # CPU per request is steadier than req/s on a machine busy with other work.
+            line += f"   {cpu / (results[name] * args.seconds) * 1e6:6.1f} us CPU/request"
+        print(line, flush=True)
 
-    def raw() -> float:
+    def raw(task_per_request: bool = False) -> float:
         proc = None
         port = None
         if args.separate:
             queue = ctx.Queue()
-            proc = ctx.Process(target=_raw_server_process, args=(queue,), daemon=True)
+            proc = ctx.Process(
+                target=_raw_server_process, args=(queue, task_per_request), daemon=True
+            )
             proc.start()
             port = queue.get()
         try:
-            return asyncio.run(raw_bench(args.seconds, args.concurrency, args.size, port))
+            return asyncio.run(
+                raw_bench(args.seconds, args.concurrency, args.size, port, task_per_request)
+            )
         finally:
             if proc:
                 proc.terminate()
@@ -223,12 +349,25 @@ def main() -> None:
                 proc.terminate()
 
     run("raw", raw)
+    run("raw+task", lambda: raw(task_per_request=True))
+    if not args.separate:
+        for backend in ("asyncio", "trio"):
+            run(
+                f"anyio-{backend}",
+                lambda b=backend: anyio.run(
+                    anyio_raw_bench, args.seconds, args.concurrency, args.size, backend=b
+                ),
+            )
     run("asyncio", lambda: tcp("asyncio"))
     run("trio", lambda: tcp("trio"))
-    if "raw" in results:
-        for name in ("asyncio", "trio"):
-            if name in results:
-                print(f"{name} / raw asyncio: {results[name] / results['raw']:.2f}x")
+    for base in ("raw", "raw+task"):
+        if base in results:
+            for name in ("asyncio", "trio"):
+                if name in results:
+                    print(f"{name} / {base}: {results[name] / results[base]:.2f}x")
+    for name in ("asyncio", "trio"):
+        if name in results and f"anyio-{name}" in results:
+            print(f"{name} / raw anyio on {name}: {results[name] / results[f'anyio-{name}']:.2f}x")
 
 
 if __name__ == "__main__":

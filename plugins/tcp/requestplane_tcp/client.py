@@ -75,10 +75,11 @@ class _Target:
 class _Unary:
     """A request() in flight: its waiter and its outcome."""
 
-    __slots__ = ("chunks", "error", "event", "size", "value")
+    __slots__ = ("chunks", "done", "error", "event", "size", "value")
 
     def __init__(self, event: anyio.Event) -> None:
         self.event = event
+        self.done = False
         self.value: bytes = b""
         self.error: _ErrorFactory | None = None
         self.chunks: list[bytes] | None = None
@@ -86,6 +87,7 @@ class _Unary:
 
     def on_response(self, payload: bytes) -> None:
         self.value = payload
+        self.done = True
         self.event.set()
 
     def on_chunk(self, payload: bytes, limit: int) -> bool:
@@ -101,10 +103,12 @@ class _Unary:
 
     def on_end(self) -> None:
         self.value = b"".join(self.chunks) if self.chunks else b""
+        self.done = True
         self.event.set()
 
     def fail(self, error: _ErrorFactory) -> None:
         self.error = error
+        self.done = True
         self.event.set()
 
 
@@ -313,10 +317,11 @@ class TcpClient(TransportClient):
         stats = self.stats
         stats.requests += 1
         try:
-            target = self._target(address)
-            if len(payload) > self._max_message:
+            target = self._targets.get(address) or self._target(address)
+            size = len(payload)
+            if size > self._max_message:
                 raise PayloadTooLarge(
-                    f"the request of {len(payload)} bytes is over the limit of "
+                    f"the request of {size} bytes is over the limit of "
                     f"{self._max_message} bytes; not sent"
                 )
             if timeout is None:
@@ -328,27 +333,29 @@ class TcpClient(TransportClient):
             call = _Unary(conn.new_event())
             rid = conn.add(call)
             try:
-                remaining = None
-                if deadline is not None:
+                if deadline is None:
+                    conn.fc.send2(
+                        encode_request_head(rid, target.endpoint, headers, None, size), payload
+                    )
+                    stats.bytes_sent += size
+                    await call.event.wait()
+                else:
                     remaining = deadline - anyio.current_time()
                     if remaining <= 0:
                         raise DeadlineExceeded(
                             f"the deadline for {target.peer} passed before the request was sent"
                         )
-                conn.fc.send2(
-                    encode_request_head(rid, target.endpoint, headers, remaining, len(payload)),
-                    payload,
-                )
-                stats.bytes_sent += len(payload)
-                if deadline is None:
-                    await call.event.wait()
-                else:
+                    conn.fc.send2(
+                        encode_request_head(rid, target.endpoint, headers, remaining, size),
+                        payload,
+                    )
+                    stats.bytes_sent += size
                     with anyio.CancelScope(deadline=deadline):
                         await call.event.wait()
             finally:
-                if not call.event.is_set():
-                    conn.cancel(rid)
-            if not call.event.is_set():
+                if not call.done:
+                    conn.cancel(rid)  # cancelled, timed out, or never sent
+            if not call.done:
                 raise DeadlineExceeded(
                     f"no answer from {target.peer} within the {timeout}s timeout"
                 )

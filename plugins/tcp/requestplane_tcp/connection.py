@@ -35,8 +35,8 @@ RECEIVE_SIZE = 262144
 # Senders wait (after queueing their frame) while more than this is queued, so a peer that
 # reads slowly slows its producers down instead of growing our memory without bound.
 HIGH_WATER = 1 << 20
-# Frames up to this size are joined into one buffer for one send; bigger ones are sent as
-# they are, so that a large payload is not copied once more just to be glued to a header.
+# Payloads from this size on are sent as they are rather than joined with the frames around
+# them: a large payload is not copied once more just to be glued to a header.
 _JOIN_LIMIT = 65536
 
 _EventFactory = Callable[[], anyio.Event]
@@ -68,6 +68,7 @@ class FrameConnection:
         self.bytes_received = 0
         self._out: list[bytes] = []
         self._out_bytes = 0
+        self._out_big = False  # a piece worth sending without copying it is queued
         self._wake = self.new_event()
         self._writer_idle = False
         self._drained: anyio.Event | None = None
@@ -92,7 +93,10 @@ class FrameConnection:
         out = self._out
         out.append(head)
         out.append(body)
-        self._out_bytes += len(head) + len(body)
+        size = len(body)
+        self._out_bytes += len(head) + size
+        if size >= _JOIN_LIMIT:
+            self._out_big = True
         if self._writer_idle:
             self._writer_idle = False
             self._wake.set()
@@ -133,11 +137,13 @@ class FrameConnection:
                 await self._wake.wait()
                 continue
             size = self._out_bytes
+            big = self._out_big
             self._out = []
             self._out_bytes = 0
+            self._out_big = False
             if len(out) == 1:
                 await send(out[0])
-            elif size <= _JOIN_LIMIT:
+            elif not big:
                 await send(b"".join(out))
             else:
                 for block in _blocks(out):

@@ -146,35 +146,45 @@ def decode_request(
     body: memoryview,
 ) -> tuple[str, dict[str, str], float | None, bytes]:
     """``(endpoint, headers, remaining seconds or None, payload)`` of a REQUEST body."""
-    if len(body) < _REQUEST_FIXED.size:
+    size = len(body)
+    if size < 12:
         raise FrameError("a REQUEST frame is shorter than its fixed fields")
     remaining, endpoint_size, count = _REQUEST_FIXED.unpack_from(body)
-    pos = _REQUEST_FIXED.size
-    end = pos + endpoint_size
-    if end > len(body):
+    pos = 12 + endpoint_size
+    if pos > size:
         raise FrameError("a REQUEST frame's endpoint runs past the frame")
     try:
-        endpoint = str(body[pos:end], "utf-8")
-        headers: dict[str, str] = {}
-        pos = end
+        endpoint = str(body[12:pos], "utf-8")
+    except UnicodeDecodeError:
+        raise FrameError("a REQUEST frame's endpoint is not UTF-8") from None
+    headers: dict[str, str] = {}
+    if count:
+        pos = _decode_headers(body, pos, count, headers)
+    if remaining != remaining:
+        raise FrameError("a REQUEST frame's deadline is NaN")
+    return endpoint, headers, (None if remaining == math.inf else remaining), bytes(body[pos:])
+
+
+def _decode_headers(body: memoryview, pos: int, count: int, headers: dict[str, str]) -> int:
+    size = len(body)
+    unpack_from = _HEADER_ENTRY.unpack_from
+    try:
         for _ in range(count):
-            if pos + _HEADER_ENTRY.size > len(body):
+            if pos + 6 > size:
                 raise FrameError("a REQUEST frame's headers run past the frame")
-            key_size, value_size = _HEADER_ENTRY.unpack_from(body, pos)
-            pos += _HEADER_ENTRY.size
+            key_size, value_size = unpack_from(body, pos)
+            pos += 6
             mid = pos + key_size
             end = mid + value_size
-            if end > len(body):
+            if end > size:
                 raise FrameError("a REQUEST frame's headers run past the frame")
             headers[str(body[pos:mid], "utf-8")] = str(body[mid:end], "utf-8")
             pos = end
     except UnicodeDecodeError:
-        raise FrameError("a REQUEST frame's endpoint or headers are not UTF-8") from None
-    if pos > METADATA_LIMIT + _REQUEST_FIXED.size:
+        raise FrameError("a REQUEST frame's headers are not UTF-8") from None
+    if pos > METADATA_LIMIT + 12:
         raise FrameError("a REQUEST frame's endpoint and headers exceed 64 KiB")
-    if remaining != remaining:
-        raise FrameError("a REQUEST frame's deadline is NaN")
-    return endpoint, headers, (None if remaining == math.inf else remaining), bytes(body[pos:])
+    return pos
 
 
 def encode_error(rid: int, error: RequestPlaneError) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -49,6 +49,7 @@ log = logging.getLogger("requestplane.tcp")
 _WILDCARDS = {"0.0.0.0": socket.AF_INET, "::": socket.AF_INET6, "": socket.AF_INET}
 _CLOSE_TIMEOUT = 5.0  # seconds aclose() gives connections to flush their queued frames
 _GOODBYE_TIMEOUT = 1.0  # seconds a misbehaving peer gets to receive why we close
+_TASK_NAME = "requestplane-tcp request"  # naming tasks up front saves anyio deriving a name
 
 
 class TcpServer(TransportServer):
@@ -62,6 +63,8 @@ class TcpServer(TransportServer):
         )
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
+        self._spawn: Any = None
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._listener: Any = None
         self._accept_scope = anyio.CancelScope()
         self._port = 0
@@ -75,6 +78,10 @@ class TcpServer(TransportServer):
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
         self._tg = task_group
+        self._spawn = task_group.start_soon
+        # anyio.CancelScope() looks its backend up on every call; one scope per request
+        # makes that worth skipping by instantiating the backend's class directly.
+        self._new_scope = type(anyio.CancelScope())
         host = self._settings.host
         try:
             self._listener = await anyio.create_tcp_listener(
@@ -250,11 +257,13 @@ class _ServerConnection:
                 self.fc.send(encode_error(rid, _too_large(len(payload), server._max_message)))
                 return
             deadline = None if remaining is None else anyio.current_time() + remaining
-            responder = _Responder(self, rid)
+            responder = _Responder(self, rid, server._new_scope())
             self.active[rid] = responder
-            assert server._tg is not None
-            server._tg.start_soon(
-                server._handle, Request(endpoint, payload, headers, deadline), responder
+            server._spawn(
+                server._handle,
+                Request(endpoint, payload, headers, deadline),
+                responder,
+                name=_TASK_NAME,
             )
         elif kind == CANCEL:
             cancelled = self.active.pop(rid, None)
@@ -299,10 +308,10 @@ class _Responder:
 
     __slots__ = ("conn", "open", "rid", "scope")
 
-    def __init__(self, conn: _ServerConnection, rid: int) -> None:
+    def __init__(self, conn: _ServerConnection, rid: int, scope: anyio.CancelScope) -> None:
         self.conn = conn
         self.rid = rid
-        self.scope = anyio.CancelScope()
+        self.scope = scope
         self.open = True
 
     def finish(self) -> None:
