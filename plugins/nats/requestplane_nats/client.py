@@ -20,6 +20,7 @@ from requestplane_core import (
 )
 
 from . import wire
+from .backend_primitives import Primitives, primitives
 from .nats_link import NatsLink
 from .reply_inbox import Call, ReplyInbox
 from .settings import NatsSettings
@@ -31,11 +32,10 @@ __all__ = ["NatsTransportClient"]
 class _Target:
     """A parsed address: the subject to publish to and the connection that carries it."""
 
-    __slots__ = ("cancel_subject", "link_key", "subject")
+    __slots__ = ("link_key", "subject")
 
     def __init__(self, subject: str, link_key: str) -> None:
         self.subject = subject
-        self.cancel_subject = cancel_subject_for(subject)
         self.link_key = link_key
 
 
@@ -47,6 +47,7 @@ class NatsTransportClient(TransportClient):
         self._inboxes: dict[str, ReplyInbox] = {}
         self._lock: anyio.Lock | None = None
         self._closed = False
+        self._primitives: Primitives | None = None
 
     def start(self, task_group: TaskGroup) -> None:
         # Everything runs in nats-py's tasks or the caller's; no background task of our own.
@@ -90,7 +91,7 @@ class NatsTransportClient(TransportClient):
                 return inbox
             urls = [target.link_key] if target.link_key else self._settings.urls()
             link = await NatsLink.open(self._settings, urls, name="requestplane-client")
-            inbox = ReplyInbox(link, self._settings.inbox_prefix)
+            inbox = ReplyInbox(link, self._settings.inbox_prefix, self._prims().event)
             try:
                 await inbox.start()
             except BaseException:
@@ -108,6 +109,12 @@ class NatsTransportClient(TransportClient):
 
     # -- sending -------------------------------------------------------------------------------
 
+    def _prims(self) -> Primitives:
+        prims = self._primitives
+        if prims is None:
+            prims = self._primitives = primitives()
+        return prims
+
     async def _send(
         self,
         target: _Target,
@@ -115,13 +122,19 @@ class NatsTransportClient(TransportClient):
         headers: Mapping[str, str] | None,
         deadline: float,
     ) -> tuple[ReplyInbox, Call]:
-        remaining = deadline - anyio.current_time()
+        prims = self._prims()
+        inbox = self._inboxes.get(target.link_key)
+        if inbox is None or inbox.link.closed:
+            remaining = deadline - prims.clock()
+            if remaining <= 0:
+                raise DeadlineExceeded("the timeout passed before the request was sent")
+            with anyio.fail_after(remaining):
+                inbox = await self._inbox(target)
+        link = inbox.link
+        remaining = deadline - prims.clock()
         if remaining <= 0:
             raise DeadlineExceeded("the timeout passed before the request was sent")
-        with anyio.fail_after(remaining):
-            inbox = await self._inbox(target)
-        link = inbox.link
-        out = {wire.DEADLINE: f"{max(deadline - anyio.current_time(), 0.0):.6f}"}
+        out = {wire.DEADLINE: f"{remaining:.6f}"}
         if headers:
             for key in headers:
                 if key.lower() in wire.RESERVED:
@@ -136,16 +149,35 @@ class NatsTransportClient(TransportClient):
         if not link.connected:
             raise ConnectionLost("not connected to the NATS server (reconnecting)")
         call = inbox.new_call(target.subject)
+        if prims.call_at is not None:
+            call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)
         await link.publish(target.subject, payload, call.reply, out, on_error=_send_failed(call))
         return inbox, call
 
-    async def _cancel(self, inbox: ReplyInbox, call: Call, target: _Target) -> None:
+    async def _wait(self, call: Call, deadline: float, *, whole: bool) -> None:
+        """Until the call is done (``whole``) or has a chunk, or its deadline passes."""
+        move_on_at = self._prims().move_on_at
+        if move_on_at is None:  # the call's timer expires it
+            while not call.done and (whole or not call.chunks):
+                await call.wait()
+            return
+        with move_on_at(deadline):
+            while not call.done and (whole or not call.chunks):
+                await call.wait()
+        if not call.done and (whole or not call.chunks):
+            call.expire()
+
+    async def _finish(self, inbox: ReplyInbox, call: Call) -> None:
+        """Forget the call; if it did not end on its own, cancel it on the server."""
         inbox.forget(call)
-        if call.done or inbox.link.closed:
+        timer, call.timer = call.timer, None
+        if timer is not None:
+            timer.cancel()
+        if (call.done and not call.expired) or inbox.link.closed:
             return
         with anyio.CancelScope(shield=True):
-            await inbox.link.publish(target.cancel_subject, call.reply.encode())
+            await inbox.link.publish(cancel_subject_for(call.subject), call.reply.encode())
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -159,25 +191,19 @@ class NatsTransportClient(TransportClient):
     ) -> bytes:
         self.stats.requests += 1
         try:
-            target = self._target(address)
-            deadline = anyio.current_time() + (
+            target = self._targets.get(address) or self._target(address)
+            deadline = self._prims().clock() + (
                 self._settings.request_timeout if timeout is None else timeout
             )
             inbox, call = await self._send(target, payload, headers, deadline)
             try:
-                with anyio.move_on_at(deadline):
-                    while not call.done:
-                        await call.wait()
-                if not call.done:
-                    raise DeadlineExceeded(f"no response from {target.subject!r} in time")
+                await self._wait(call, deadline, whole=True)
             finally:
-                if not call.done:
-                    await self._cancel(inbox, call, target)
-                else:
-                    inbox.forget(call)
+                await self._finish(inbox, call)
             if call.error is not None:
                 raise call.error
-            data = call.chunks[0] if len(call.chunks) == 1 else b"".join(call.chunks)
+            chunks = call.chunks
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except (RequestPlaneError, TimeoutError, ValueError) as exc:
             self.stats.errors += 1
             if isinstance(exc, TimeoutError):
@@ -196,7 +222,10 @@ class NatsTransportClient(TransportClient):
     ) -> ResponseStream:
         self.stats.streams += 1
         return _NatsStream(
-            self, address, payload, headers,
+            self,
+            address,
+            payload,
+            headers,
             self._settings.request_timeout if timeout is None else timeout,
         )
 
@@ -236,27 +265,31 @@ class _NatsStream(ResponseStream):
         self._address = address
         self._payload = payload
         self._headers = headers
-        self._deadline = anyio.current_time() + timeout
-        self._target: _Target | None = None
+        self._timeout = timeout
+        self._deadline = 0.0
         self._inbox: ReplyInbox | None = None
         self._call: Call | None = None
         self._finished = False
 
     async def __anext__(self) -> bytes:
+        call = self._call
+        if call is not None and call.chunks:  # the common case: a chunk is waiting
+            chunk = call.chunks.popleft()
+            self._client.stats.bytes_received += len(chunk)
+            return chunk
         if self._finished:
             raise StopAsyncIteration
         client = self._client
         try:
-            if self._call is None:
-                self._target = client._target(self._address)
-                self._inbox, self._call = await client._send(
-                    self._target, self._payload, self._headers, self._deadline
+            if call is None:
+                target = client._target(self._address)
+                self._deadline = client._prims().clock() + self._timeout
+                self._inbox, call = await client._send(
+                    target, self._payload, self._headers, self._deadline
                 )
-            call = self._call
+                self._call = call
             try:
-                with anyio.move_on_at(self._deadline):
-                    while not call.chunks and not call.done:
-                        await call.wait()
+                await client._wait(call, self._deadline, whole=False)
             except BaseException:
                 await self.aclose()
                 raise
@@ -264,11 +297,7 @@ class _NatsStream(ResponseStream):
                 chunk = call.chunks.popleft()
                 client.stats.bytes_received += len(chunk)
                 return chunk
-            if not call.done:
-                await self.aclose()
-                raise DeadlineExceeded(f"the stream from {self._target.subject!r} timed out")  # type: ignore[union-attr]
-            self._finished = True
-            self._inbox.forget(call)  # type: ignore[union-attr]
+            await self.aclose()
             if call.error is not None:
                 raise call.error
             raise StopAsyncIteration
@@ -282,8 +311,10 @@ class _NatsStream(ResponseStream):
             raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
 
     async def aclose(self) -> None:
+        if self._finished:
+            return
         self._finished = True
-        call, self._call = self._call, None
-        if call is not None and self._inbox is not None and self._target is not None:
-            await self._client._cancel(self._inbox, call, self._target)
-            self._call = call  # keep it so a later __anext__ ends instead of resending
+        call, inbox = self._call, self._inbox
+        if call is not None and inbox is not None:
+            call.chunks.clear()
+            await self._client._finish(inbox, call)

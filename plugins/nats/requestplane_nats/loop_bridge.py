@@ -54,6 +54,7 @@ class LoopBridge(abc.ABC):
     @abc.abstractmethod
     def deliver(self, fn: Callable[..., object], *args: Any) -> None: ...
 
+    @abc.abstractmethod
     async def barrier(self) -> None:
         """Return once everything :meth:`send` queued before this call has been handed over."""
 
@@ -87,6 +88,9 @@ class NativeBridge(LoopBridge):
 
     def deliver(self, fn: Callable[..., object], *args: Any) -> None:
         fn(*args)
+
+    async def barrier(self) -> None:
+        pass  # sends are awaited in order already
 
     async def aclose(self) -> None:
         pass

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import collections
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-import anyio
-
-from requestplane_core import ConnectionLost, EndpointNotFound, ProtocolError, RequestPlaneError
+from requestplane_core import (
+    ConnectionLost,
+    DeadlineExceeded,
+    EndpointNotFound,
+    ProtocolError,
+    RequestPlaneError,
+)
 
 from . import wire
+from .backend_primitives import Waiter
 from .nats_link import Msg, NatsLink
 
 __all__ = ["Call", "ReplyInbox"]
@@ -25,9 +32,23 @@ _NO_RESPONDERS = "503"
 class Call:
     """What has arrived for one request: chunks in order, then done (with or without error)."""
 
-    __slots__ = ("chunks", "done", "error", "event", "next_seq", "reply", "subject", "token")
+    __slots__ = (
+        "_make_event",
+        "_waiter",
+        "chunks",
+        "done",
+        "error",
+        "expired",
+        "next_seq",
+        "reply",
+        "subject",
+        "timer",
+        "token",
+    )
 
-    def __init__(self, token: str, reply: str, subject: str) -> None:
+    def __init__(
+        self, token: str, reply: str, subject: str, make_event: Callable[[], Waiter]
+    ) -> None:
         self.token = token
         self.reply = reply
         self.subject = subject
@@ -35,7 +56,16 @@ class Call:
         self.done = False
         self.error: RequestPlaneError | None = None
         self.next_seq = 0
-        self.event = anyio.Event()
+        self.expired = False
+        self.timer: Any = None
+        self._make_event = make_event
+        self._waiter: Waiter | None = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
 
     def unary(self, data: bytes) -> None:
         if self.next_seq:
@@ -55,7 +85,7 @@ class Call:
             return
         self.next_seq += 1
         self.chunks.append(data)
-        self.event.set()
+        self._wake()
 
     def end(self, count: int) -> None:
         if count != self.next_seq:
@@ -68,6 +98,13 @@ class Call:
             return
         self._finish()
 
+    def expire(self) -> None:
+        """The deadline passed: fail the call (the caller then cancels it on the server)."""
+        if not self.done:
+            self.expired = True
+            self.timer = None
+            self.fail(DeadlineExceeded(f"no response from {self.subject!r} in time"))
+
     def fail(self, error: RequestPlaneError) -> None:
         if not self.done:
             self.error = error
@@ -75,21 +112,27 @@ class Call:
 
     def _finish(self) -> None:
         self.done = True
-        self.event.set()
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
+        self._wake()
 
     async def wait(self) -> None:
-        """Until something new arrived (or the call is done)."""
-        if not self.chunks and not self.done:
-            if self.event.is_set():
-                self.event = anyio.Event()
-            await self.event.wait()
+        """Until the next chunk or the end arrives (at once if the call is done)."""
+        if not self.done:
+            waiter = self._waiter = self._make_event()
+            try:
+                await waiter.wait()
+            finally:
+                self._waiter = None
 
 
 class ReplyInbox:
     """The calls in flight on one connection, keyed by the last token of their reply subject."""
 
-    def __init__(self, link: NatsLink, prefix: str) -> None:
+    def __init__(self, link: NatsLink, prefix: str, make_event: Callable[[], Waiter]) -> None:
         self.link = link
+        self._make_event = make_event
         self._prefix = f"{prefix}.{uuid.uuid4().hex}."
         self._skip = len(self._prefix)
         self._calls: dict[str, Call] = {}
@@ -102,7 +145,7 @@ class ReplyInbox:
     def new_call(self, subject: str) -> Call:
         self._counter += 1
         token = str(self._counter)
-        call = self._calls[token] = Call(token, self._prefix + token, subject)
+        call = self._calls[token] = Call(token, self._prefix + token, subject, self._make_event)
         return call
 
     def forget(self, call: Call) -> None:

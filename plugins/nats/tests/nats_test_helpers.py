@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from requestplane_core import Server, TransportClient, load_settings, serve
 from requestplane_nats import NatsSettings
 from requestplane_nats.plugin import requestplane_transports
+
+from requestplane_core import Server, TransportClient, load_settings, serve
 
 SPEC = requestplane_transports()[0]
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from requestplane_core import Request
-
 from nats_test_helpers import nats_client_of, nats_server_of
+
+from requestplane_core import Request
 
 pytestmark = pytest.mark.anyio
 
