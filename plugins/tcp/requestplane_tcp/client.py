@@ -338,6 +338,8 @@ class TcpClient(TransportClient):
                         encode_request_head(rid, target.endpoint, headers, None, size), payload
                     )
                     stats.bytes_sent += size
+                    if conn.fc.congested:
+                        await conn.fc.wait_drained()
                     await call.event.wait()
                 else:
                     remaining = deadline - anyio.current_time()
@@ -351,6 +353,8 @@ class TcpClient(TransportClient):
                     )
                     stats.bytes_sent += size
                     with anyio.CancelScope(deadline=deadline):
+                        if conn.fc.congested:
+                            await conn.fc.wait_drained()
                         await call.event.wait()
             finally:
                 if not call.done:
@@ -619,6 +623,9 @@ class _TcpResponseStream(ResponseStream):
         client.stats.bytes_sent += len(payload)
         self._payload = b""
         self._conn, self._rid, self._state = conn, rid, state
+        if conn.fc.congested:
+            # Throttle a caller that queues faster than the connection drains.
+            await conn.fc.wait_drained()
         return state
 
     async def __anext__(self) -> bytes:
@@ -680,6 +687,15 @@ class _TcpResponseStream(ResponseStream):
         state.done = True
         assert self._conn is not None
         self._conn.cancel(self._rid)
+
+    def __del__(self) -> None:
+        # Dropped without aclose(), e.g. by `break` out of `async for` without `async with`:
+        # still stop the handler on the server (queueing CANCEL is synchronous).
+        if self._state is not None and not self._state.done:
+            try:
+                self._abandon(None)
+            except Exception:  # the loop may be gone already (interpreter shutdown)
+                pass
 
     async def aclose(self) -> None:
         self._abandon(None)

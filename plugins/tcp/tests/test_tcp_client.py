@@ -148,6 +148,22 @@ async def test_big_stream_through_a_congested_queue() -> None:
         assert c.stats.bytes_received == total
 
 
+async def test_many_large_requests_through_a_congested_queue() -> None:
+    """Callers queue more than the high-water mark at once: they wait, nothing is lost."""
+    results: dict[int, bool] = {}
+    async with running({"echo": echo}) as (_server, addresses), client() as c:
+
+        async def call(i: int) -> None:
+            payload = bytes([i]) * 300_000
+            results[i] = await c.request(addresses["echo"], payload) == payload
+
+        with anyio.fail_after(BOUND * 2):
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(call, i)
+    assert results == {i: True for i in range(40)}
+
+
 async def test_tcp_nodelay_on_both_ends() -> None:
     async with running({"echo": echo}) as (server, addresses), client() as c:
         with anyio.fail_after(BOUND):
@@ -157,6 +173,25 @@ async def test_tcp_nodelay_on_both_ends() -> None:
         for stream in (conn.fc.stream, served.fc.stream):
             sock = stream.extra(SocketAttribute.raw_socket)
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6() -> None:
+    async with running({"echo": echo}, host="::1") as (_server, addresses), client() as c:
+        address = addresses["echo"]
+        assert address.host == "::1"
+        assert str(address).startswith("tcp://[::1]:")
+        with anyio.fail_after(BOUND):
+            assert await c.request(str(address), b"six") == b"six"
 
 
 # -- connections come and go ---------------------------------------------------------------
@@ -363,6 +398,26 @@ async def test_cancelling_a_stream_consumer_cancels_the_handler() -> None:
             await stopped.wait()
             with pytest.raises(ConnectionLost, match="cancelled"):
                 await stream.__anext__()  # broken, not silently short
+
+
+async def test_a_stream_dropped_without_closing_cancels_the_handler() -> None:
+    stopped = anyio.Event()
+
+    async def ticks(request: Request) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"tick"
+                await anyio.sleep(0.01)
+        finally:
+            stopped.set()
+
+    async with running({"ticks": ticks, "echo": echo}) as (_s, addresses), client() as c:
+        with anyio.fail_after(BOUND):
+            async for _chunk in c.stream(addresses["ticks"], b""):
+                break  # no `async with`, no aclose(): the dropped stream still cancels
+            await stopped.wait()
+            assert await c.request(addresses["echo"], b"next") == b"next"
+        assert not c._conns[(addresses["echo"].host, addresses["echo"].port)].calls  # type: ignore[attr-defined]
 
 
 async def test_stream_timeout_is_deadline_exceeded() -> None:
