@@ -28,6 +28,7 @@ from requestplane_core import (
     RequestPlaneError,
     ResponseStream,
     TransportClient,
+    Unavailable,
     error_from_wire,
 )
 
@@ -455,8 +456,11 @@ class TcpClient(TransportClient):
                     with anyio.CancelScope(shield=True):
                         await _aclose_quietly(stream)
                     raise
+        # No request was sent on a connection that failed to open, so those failures are
+        # Unavailable (retriable: another instance may serve it), unless the peer is
+        # misconfigured or speaks something else (ProtocolError: retrying cannot help).
         except TimeoutError:
-            error = ConnectionLost(
+            error = Unavailable(
                 f"could not connect to {target.peer} within {settings.connect_timeout}s"
             )
         except FrameError as exc:
@@ -468,7 +472,7 @@ class TcpClient(TransportClient):
             error = (
                 tls_failure(target.peer, cause)
                 if isinstance(cause, ssl.SSLError)
-                else ConnectionLost(f"could not connect to {target.peer}: {cause or exc!r}")
+                else Unavailable(f"could not connect to {target.peer}: {cause or exc!r}")
             )
         except anyio.EndOfStream:
             error = ProtocolError(
@@ -476,9 +480,7 @@ class TcpClient(TransportClient):
                 "requestplane-tcp server, with the same TLS setting?)"
             )
         except OSError as exc:
-            error = ConnectionLost(
-                f"could not connect to {target.peer}: {exc.strerror or exc}"
-            )
+            error = Unavailable(f"could not connect to {target.peer}: {exc.strerror or exc}")
         else:
             assert fc is not None
             conn = _ClientConnection(self, target.key, fc)

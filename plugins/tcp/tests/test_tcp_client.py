@@ -36,6 +36,7 @@ from requestplane_core import (
     ProtocolError,
     Request,
     RequestPlaneError,
+    Unavailable,
 )
 
 pytestmark = pytest.mark.anyio
@@ -206,7 +207,7 @@ async def test_reconnects_after_the_server_restarts_on_the_same_port() -> None:
         with anyio.fail_after(BOUND):
             while c.stats.open_connections:  # the client notices the close by itself
                 await wait_all_tasks_blocked()
-            with pytest.raises(ConnectionLost, match="could not connect"):
+            with pytest.raises(Unavailable, match="could not connect"):
                 await c.request(address, b"nobody home")
         async with running({"echo": echo}, port=address.port) as (_server, again):
             assert again["echo"] == address
@@ -252,10 +253,15 @@ async def test_connection_loss_fails_every_inflight_call_promptly() -> None:
         assert c.stats.errors == 3
 
 
-async def test_connect_refused_is_connection_lost() -> None:
+async def test_connect_refused_is_unavailable() -> None:
+    """Nothing was sent, so the failure is the retriable one: another instance may serve."""
     async with client() as c:
-        with anyio.fail_after(BOUND), pytest.raises(ConnectionLost, match="could not connect"):
+        with anyio.fail_after(BOUND), pytest.raises(Unavailable, match="could not connect") as info:
             await c.request(f"tcp://127.0.0.1:{_free_port()}/echo", b"")
+        assert info.value.retriable
+        with anyio.fail_after(BOUND), pytest.raises(Unavailable, match="could not connect"):
+            async for _ in c.stream(f"tcp://127.0.0.1:{_free_port()}/echo", b""):
+                pass
 
 
 async def test_a_server_that_speaks_something_else_is_a_protocol_error() -> None:
@@ -282,7 +288,7 @@ async def test_a_silent_server_times_out_the_connect() -> None:
         await anyio.sleep_forever()
 
     async with fake_server(silent) as addr, client(connect_timeout=0.2) as c:
-        with anyio.fail_after(BOUND), pytest.raises(ConnectionLost, match=r"within 0\.2s"):
+        with anyio.fail_after(BOUND), pytest.raises(Unavailable, match=r"within 0\.2s"):
             await c.request(addr("echo"), b"")
 
 
