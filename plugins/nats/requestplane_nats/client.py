@@ -134,12 +134,12 @@ class NatsTransportClient(TransportClient):
         remaining = deadline - prims.clock()
         if remaining <= 0:
             raise DeadlineExceeded("the timeout passed before the request was sent")
-        out = {wire.DEADLINE: f"{remaining:.6f}"}
+        out: dict[str, str] | None = None
         if headers:
             for key in headers:
                 if key.lower() in wire.RESERVED:
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
-            out = {**headers, **out}
+            out = dict(headers)
         size = len(payload) + wire.header_size(out)
         if size > link.max_payload:
             raise PayloadTooLarge(
@@ -148,7 +148,7 @@ class NatsTransportClient(TransportClient):
             )
         if not link.connected:
             raise ConnectionLost("not connected to the NATS server (reconnecting)")
-        call = inbox.new_call(target.subject)
+        call = inbox.new_call(target.subject, remaining)
         if prims.call_at is not None:
             call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)

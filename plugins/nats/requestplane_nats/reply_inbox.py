@@ -2,7 +2,7 @@
 
 The client subscribes once to ``<inbox_prefix>.<id>.*``; each call gets its own last token, so
 a single subscription serves every request and stream in flight (as nats-py's own
-request/reply does).
+request/reply does). The token also carries the caller's remaining time (see :mod:`.wire`).
 """
 
 from __future__ import annotations
@@ -142,9 +142,9 @@ class ReplyInbox:
     async def start(self) -> None:
         await self.link.subscribe(self._prefix + "*", self._on_msg)
 
-    def new_call(self, subject: str) -> Call:
+    def new_call(self, subject: str, remaining: float) -> Call:
         self._counter += 1
-        token = str(self._counter)
+        token = wire.reply_token(self._counter, remaining)
         call = self._calls[token] = Call(token, self._prefix + token, subject, self._make_event)
         return call
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,7 @@ from requestplane_core import (
 )
 
 from . import wire
+from .backend_primitives import Spawner, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
 from .settings import NatsSettings
@@ -38,6 +40,8 @@ class NatsTransportServer(TransportServer):
         self._link: NatsLink | None = None
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
+        self._spawner: Spawner | None = None
+        self._clock: Callable[[], float] = anyio.current_time
         self._subs: dict[str, list[Subscription]] = {}
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
@@ -46,6 +50,8 @@ class NatsTransportServer(TransportServer):
 
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         self._dispatcher, self._tg = dispatcher, task_group
+        self._spawner = Spawner(task_group)
+        self._clock = primitives().clock
         urls = self._settings.urls()
         if self._settings.embedded:
             self._embedded = NatsServerProcess()
@@ -107,15 +113,16 @@ class NatsTransportServer(TransportServer):
 
     def _on_request(self, endpoint: str, msg: Msg) -> None:
         reply = msg.reply
-        if not reply or self._tg is None:
+        if not reply or self._spawner is None:
             return  # a plain publish: nobody waits for an answer
-        deadline = None
+        remaining = wire.remaining_from_reply(reply)
+        deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
         if msg.headers:
             for key, value in msg.headers.items():
                 if key == wire.DEADLINE:
                     try:
-                        deadline = anyio.current_time() + float(value)
+                        deadline = self._clock() + float(value)
                     except ValueError:
                         log.debug("nats: ignoring a malformed deadline header")
                 elif key.lower() not in wire.RESERVED:
@@ -123,7 +130,7 @@ class NatsTransportServer(TransportServer):
         request = Request(endpoint, msg.data, headers, deadline)
         scope = anyio.CancelScope()
         self._inflight[reply] = scope
-        self._tg.start_soon(self._serve, request, reply, scope)
+        self._spawner.spawn(self._serve, request, reply, scope)
 
     async def _serve(self, request: Request, reply: str, scope: anyio.CancelScope) -> None:
         assert self._dispatcher is not None and self._link is not None
@@ -150,6 +157,8 @@ class NatsTransportServer(TransportServer):
                 await self.endpoint_removed(endpoint)
             for scope in list(self._inflight.values()):
                 scope.cancel()
+            if self._spawner is not None:
+                await self._spawner.join()
             link, self._link = self._link, None
             if link is not None:
                 await link.aclose()

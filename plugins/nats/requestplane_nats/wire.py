@@ -1,8 +1,11 @@
 """The stream protocol on a reply inbox: which headers mark what.
 
-A request is one message to the endpoint subject with the caller's reply inbox; its headers are
-the caller's headers plus ``Rp-T`` (the seconds left until its deadline). The server answers
-on the reply inbox with either
+A request is one message to the endpoint subject, with the caller's headers (none: a plain
+``PUB``, as cheap as raw NATS request/reply) and a reply subject whose last token is
+``<call id>~<milliseconds left until the deadline>``. The deadline rides in the reply subject
+rather than in a header because NATS headers cost about 15% of request/reply throughput
+(measured with raw nats-py); a ``Rp-T: <seconds>`` header is honoured as well. The server
+answers on the reply inbox with either
 
 * one message without headers: the whole response (the unary fast path, as plain NATS
   request/reply), or
@@ -32,6 +35,8 @@ __all__ = [
     "error_payload",
     "header_size",
     "read_error",
+    "remaining_from_reply",
+    "reply_token",
 ]
 
 DEADLINE = "Rp-T"
@@ -42,6 +47,21 @@ REMOTE_TYPE = "Rp-Y"
 RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, END, ERROR, REMOTE_TYPE))
 
 _HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
+
+
+def reply_token(call_id: int, remaining: float) -> str:
+    return f"{call_id}~{max(int(remaining * 1000), 0)}"
+
+
+def remaining_from_reply(reply: str) -> float | None:
+    """Seconds left for a request whose reply subject came from :func:`reply_token`.
+
+    Other NATS clients' inboxes (nuid tokens) never contain ``~``, so they get no deadline.
+    """
+    _, sep, millis = reply.rpartition("~")
+    if not sep or "." in millis or not millis.isdigit():
+        return None
+    return int(millis) / 1000
 
 
 def header_size(headers: Mapping[str, str] | None) -> int:
