@@ -138,7 +138,8 @@ class _StreamState:
 
     def on_chunk(self, payload: bytes, limit: int) -> bool:
         self.chunks.append(payload)
-        self._wake()
+        if self.waiting:
+            self._wake()
         return True
 
     def on_end(self) -> None:
@@ -632,6 +633,10 @@ class _TcpResponseStream(ResponseStream):
 
     async def __anext__(self) -> bytes:
         state = self._state
+        if state is not None and state.chunks:  # the common case under load: already here
+            chunk = state.chunks.popleft()
+            self._client.stats.bytes_received += len(chunk)
+            return chunk
         try:
             if state is None:
                 if self._failed is not None:

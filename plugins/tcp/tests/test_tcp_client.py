@@ -406,6 +406,28 @@ async def test_cancelling_a_stream_consumer_cancels_the_handler() -> None:
                 await stream.__anext__()  # broken, not silently short
 
 
+async def test_a_generator_that_never_awaits_can_still_be_cancelled() -> None:
+    stopped = anyio.Event()
+
+    async def busy(request: Request) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield b"spin"  # never awaits anything itself
+        finally:
+            stopped.set()
+
+    async with running({"busy": busy, "echo": echo}) as (_s, addresses), client() as c:
+        with anyio.fail_after(BOUND):
+            async with c.stream(addresses["busy"], b"") as chunks:
+                seen = 0
+                async for _chunk in chunks:
+                    seen += 1
+                    if seen == 3:
+                        break
+            await stopped.wait()
+            assert await c.request(addresses["echo"], b"next") == b"next"
+
+
 async def test_a_stream_dropped_without_closing_cancels_the_handler() -> None:
     stopped = anyio.Event()
 
