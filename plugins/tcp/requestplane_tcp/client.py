@@ -257,7 +257,7 @@ class _ClientConnection:
 
     def fail_all(self, error: _ErrorFactory) -> None:
         self.usable = False
-        self.fc.closed = True
+        self.fc.abandon()
         calls, self.calls = self.calls, {}
         for call in calls.values():
             call.fail(error)
@@ -522,6 +522,11 @@ class TcpClient(TransportClient):
                             if isinstance(cause, ssl.SSLError)
                             else _lost(fc.peer, exc)
                         )
+                    except Exception as exc:
+                        # A bug here must cost this connection only, never the task group
+                        # the client was started in.
+                        log.exception("tcp connection to %s failed", fc.peer)
+                        conn.reason = _lost(fc.peer, exc)
                     # Fail the calls now, not after the writer has wound down: they are lost.
                     self._detach(conn)
                     tg.cancel_scope.cancel()

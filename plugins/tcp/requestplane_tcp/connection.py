@@ -120,6 +120,11 @@ class FrameConnection:
             self._wake.set()
         self._release_drain_waiters()
 
+    def abandon(self) -> None:
+        """Accept no more frames and drop the queue's waiters: the connection is lost."""
+        self.closed = True
+        self._release_drain_waiters()
+
     def _release_drain_waiters(self) -> None:
         if self._drained is not None:
             self._drained.set()

@@ -220,6 +220,10 @@ class TcpServer(TransportServer):
                 log.debug("tcp connection from %s closed before its handshake", fc.peer)
             except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
                 log.debug("tcp connection from %s broke: %r", fc.peer, exc)
+            except Exception:
+                # A bug, or the server's task group closing under us: it must cost this
+                # connection only, never the server.
+                log.exception("tcp connection from %s failed", fc.peer)
             tg.cancel_scope.cancel()
 
     async def _handle(self, request: Request, responder: _Responder) -> None:
@@ -297,7 +301,7 @@ class _ServerConnection:
 
     def abort(self) -> None:
         """The connection is gone: cancel every handler still running for it."""
-        self.fc.closed = True
+        self.fc.abandon()
         active, self.active = self.active, {}
         for responder in active.values():
             responder.open = False
