@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
@@ -48,10 +49,11 @@ class NatsTransportClient(TransportClient):
         self._lock: anyio.Lock | None = None
         self._closed = False
         self._primitives: Primitives | None = None
+        self._tg: TaskGroup | None = None
 
     def start(self, task_group: TaskGroup) -> None:
-        # Everything runs in nats-py's tasks or the caller's; no background task of our own.
-        pass
+        # Only used to cancel, after a reconnect, the calls an outage failed.
+        self._tg = task_group
 
     # -- targets and connections --------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class NatsTransportClient(TransportClient):
             urls = [target.link_key] if target.link_key else self._settings.urls()
             link = await NatsLink.open(self._settings, urls, name="requestplane-client")
             inbox = ReplyInbox(link, self._settings.inbox_prefix, self._prims().event)
+            link.on_reconnect = partial(self._reconnected, inbox)
             try:
                 await inbox.start()
             except BaseException:
@@ -177,6 +180,17 @@ class NatsTransportClient(TransportClient):
         if (call.done and not call.expired) or inbox.link.closed:
             return
         with anyio.CancelScope(shield=True):
+            await inbox.link.publish(cancel_subject_for(call.subject), call.reply.encode())
+
+    def _reconnected(self, inbox: ReplyInbox) -> None:
+        orphans = inbox.take_orphans()
+        if orphans and self._tg is not None and not self._closed:
+            self._tg.start_soon(self._cancel_orphans, inbox, orphans)
+
+    async def _cancel_orphans(self, inbox: ReplyInbox, orphans: list[Call]) -> None:
+        for call in orphans:
+            if inbox.link.closed:
+                return
             await inbox.link.publish(cancel_subject_for(call.subject), call.reply.encode())
 
     # -- the API -------------------------------------------------------------------------------

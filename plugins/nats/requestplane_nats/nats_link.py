@@ -67,6 +67,7 @@ class NatsLink:
         self.on_reconnect: Callable[[], object] | None = None
         self.closed = False
         self._shut = False
+        self.last_error: BaseException | None = None
 
     @classmethod
     async def open(cls, settings: NatsSettings, urls: list[str], *, name: str) -> NatsLink:
@@ -88,7 +89,8 @@ class NatsLink:
                 except (AuthorizationError, ssl.SSLError) as exc:
                     raise _config_error(url, exc, settings) from None
                 except (OSError, NatsError, TimeoutError) as exc:
-                    errors.append(f"{safe_url(url)}: {_reason(exc)}")
+                    cause = link.last_error if link.last_error is not None else exc
+                    errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
                 if len(urls) > 1:
@@ -116,6 +118,7 @@ class NatsLink:
 
         async def error(exc: Exception) -> None:
             # nats-py reports every failed reconnect attempt here; its text holds no secrets.
+            self.last_error = exc
             log.debug("nats (%s): %r", safe_url(url), exc)
 
         options: dict[str, Any] = {
@@ -123,9 +126,9 @@ class NatsLink:
             "name": name,
             "connect_timeout": settings.connect_timeout,
             "reconnect_time_wait": settings.reconnect_wait,
-            "max_reconnect_attempts": settings.max_reconnect_attempts,
             # The first connect must fail fast (wrong address, credentials) instead of
             # retrying for minutes; reconnecting is switched on once connected.
+            "max_reconnect_attempts": 1,
             "allow_reconnect": False,
             "inbox_prefix": settings.inbox_prefix,
             "error_cb": error,
@@ -145,6 +148,7 @@ class NatsLink:
             options["tls"] = tls
         await self._nc.connect(**options)
         self._nc.options["allow_reconnect"] = True
+        self._nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
 
     # -- connection events (called on the anyio side) ---------------------------------------
 

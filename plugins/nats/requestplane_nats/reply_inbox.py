@@ -137,6 +137,7 @@ class ReplyInbox:
         self._skip = len(self._prefix)
         self._calls: dict[str, Call] = {}
         self._counter = 0
+        self.orphans: list[Call] = []
         link.on_disconnect = self._disconnected
 
     async def start(self) -> None:
@@ -189,4 +190,10 @@ class ReplyInbox:
         return list(calls.values())
 
     def _disconnected(self) -> None:
-        self.fail_all(ConnectionLost("lost the connection to the NATS server"))
+        failed = self.fail_all(ConnectionLost("lost the connection to the NATS server"))
+        # Their handlers may still run; they get a cancel once the connection is back.
+        self.orphans.extend(failed)
+
+    def take_orphans(self) -> list[Call]:
+        orphans, self.orphans = self.orphans, []
+        return orphans

@@ -3,14 +3,17 @@ __init__.py, so every test directory of the repo shares one import namespace).""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import nats
 from requestplane_nats import NatsSettings
 from requestplane_nats.plugin import requestplane_transports
 
-from requestplane_core import Server, TransportClient, load_settings, serve
+from requestplane_core import Request, Server, TransportClient, load_settings, serve
 
 SPEC = requestplane_transports()[0]
 
@@ -29,3 +32,58 @@ async def nats_server_of(settings: Mapping[str, Any]) -> AsyncIterator[Server]:
 async def nats_client_of(settings: Mapping[str, Any]) -> AsyncIterator[TransportClient]:
     async with SPEC.client(make_settings(**settings)) as client:
         yield client
+
+
+async def echo(request: Request) -> bytes:
+    return request.payload
+
+
+class RawResponder:
+    def __init__(self) -> None:
+        self.cancels: list[bytes] = []
+        self.cancelled = threading.Event()
+
+
+@contextmanager
+def raw_responder(
+    url: str, subject: str, behave: Callable[[Any, Any], Awaitable[None]]
+) -> Iterator[RawResponder]:
+    """A plain nats-py responder on ``subject`` in a thread of its own (its own asyncio loop),
+    playing a faulty or foreign server; ``behave(nc, msg)`` answers each request. It records
+    the cancels it receives on the subject's cancel subject."""
+    ready = threading.Event()
+    responder = RawResponder()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        nc = await nats.connect(url)
+        stop = state["stop"] = asyncio.Event()
+        state["loop"] = asyncio.get_running_loop()
+
+        async def on_request(msg: Any) -> None:
+            await behave(nc, msg)
+
+        async def on_cancel(msg: Any) -> None:
+            responder.cancels.append(msg.data)
+            responder.cancelled.set()
+
+        await nc.subscribe(subject, cb=on_request)
+        await nc.subscribe(subject + "._cancel", cb=on_cancel)
+        await nc.flush()
+        ready.set()
+        await stop.wait()
+        await nc.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the raw responder did not start")
+    try:
+        yield responder
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+
+def address_of(url: str, subject: str) -> str:
+    return f"nats://{url.split('://', 1)[1]}/{subject}"
