@@ -47,9 +47,7 @@ async def _serve_transport(backend: str) -> None:
     # The core's serve() without instrumentation hooks: the transport alone, whatever other
     # requestplane plugins are installed. REQUESTPLANE_HTTP_* tune it.
     spec = load_plugins(only="http").transport("http").spec
-    settings = load_settings(
-        spec.settings, prefix=transport_env_prefix("http"), environ=os.environ
-    )
+    settings = load_settings(spec.settings, prefix=transport_env_prefix("http"), environ=os.environ)
     async with serve(spec, settings) as server:
         address = await server.register("echo", echo)
         print(address, flush=True)
@@ -250,27 +248,45 @@ async def _main(args: argparse.Namespace) -> None:
     plain, plain_url = _start_server("plain", args.backend)
     transport, transport_url = _start_server("transport", args.backend)
     try:
-        print(f"client backend {args.backend}, servers on {args.backend}, 1 KiB echo, "
-              f"{args.seconds:g} s per row, pid {os.getpid()}")
-        print(f"{'client -> server':<42} {'conc':>4} {'req/s':>8} {'client ms':>10} "
-              f"{'server ms':>10}   (CPU per request)")
+        print(
+            f"client backend {args.backend}, servers on {args.backend}, 1 KiB echo, "
+            f"{args.seconds:g} s per row, pid {os.getpid()}"
+        )
+        print(
+            f"{'client -> server':<42} {'conc':>4} {'req/s':>8} {'client ms':>10} "
+            f"{'server ms':>10}   (CPU per request)"
+        )
         sections = [
-            await _httpx_rows(plain_url, plain.pid, "httpx h2c -> plain hypercorn", True,
-                              args.seconds),
-            await _transport_rows(plain_url, plain.pid, "requestplane client -> plain hypercorn",
-                                  args.seconds),
-            await _httpx_rows(transport_url, transport.pid, "httpx h2c -> transport server",
-                              True, args.seconds),
-            await _httpx_rows(transport_url, transport.pid, "httpx http1 pool -> transport server",
-                              False, args.seconds),
-            await _transport_rows(transport_url, transport.pid,
-                                  "requestplane client -> transport server", args.seconds),
+            await _httpx_rows(
+                plain_url, plain.pid, "httpx h2c -> plain hypercorn", True, args.seconds
+            ),
+            await _transport_rows(
+                plain_url, plain.pid, "requestplane client -> plain hypercorn", args.seconds
+            ),
+            await _httpx_rows(
+                transport_url, transport.pid, "httpx h2c -> transport server", True, args.seconds
+            ),
+            await _httpx_rows(
+                transport_url,
+                transport.pid,
+                "httpx http1 pool -> transport server",
+                False,
+                args.seconds,
+            ),
+            await _transport_rows(
+                transport_url,
+                transport.pid,
+                "requestplane client -> transport server",
+                args.seconds,
+            ),
         ]
         for rows in sections:
             for text, _ in rows:
                 print(text, flush=True)
-        print(f"\nheadline, 64 concurrent 1 KiB echo, {args.rounds} alternating rounds "
-              f"(median; the machine is shared, so rounds vary):")
+        print(
+            f"\nheadline, 64 concurrent 1 KiB echo, {args.rounds} alternating rounds "
+            f"(median; the machine is shared, so rounds vary):"
+        )
         naive: list[float] = []
         ours: list[float] = []
         for _ in range(args.rounds):
@@ -278,17 +294,19 @@ async def _main(args: argparse.Namespace) -> None:
                 (await _httpx_rows(plain_url, plain.pid, "", True, args.seconds, (64,)))[0][1]
             )
             ours.append(
-                (await _transport_rows(transport_url, transport.pid, "", args.seconds, (64,)))[
-                    0
-                ][1]
+                (await _transport_rows(transport_url, transport.pid, "", args.seconds, (64,)))[0][1]
             )
         naive.sort()
         ours.sort()
         median_naive, median_ours = naive[len(naive) // 2], ours[len(ours) // 2]
-        print(f"  naive httpx h2c + plain hypercorn: {' '.join(f'{r:.0f}' for r in naive)} "
-              f"req/s, median {median_naive:.0f}")
-        print(f"  requestplane http transport:       {' '.join(f'{r:.0f}' for r in ours)} "
-              f"req/s, median {median_ours:.0f}")
+        print(
+            f"  naive httpx h2c + plain hypercorn: {' '.join(f'{r:.0f}' for r in naive)} "
+            f"req/s, median {median_naive:.0f}"
+        )
+        print(
+            f"  requestplane http transport:       {' '.join(f'{r:.0f}' for r in ours)} "
+            f"req/s, median {median_ours:.0f}"
+        )
         print(f"  ratio of medians: {median_ours / median_naive:.2f}x")
         print("\nupload through the requestplane client (mean per request, sequential)")
         print(f"{'size':>12}  {'HTTP/2':>13}  {'HTTP/1.1':>13}")

@@ -152,6 +152,14 @@ def _error_response(
     )
 
 
+class _Oversize:
+    __slots__ = ("drained", "size")
+
+    def __init__(self, size: int, drained: bool) -> None:
+        self.size = size
+        self.drained = drained
+
+
 class RpcApp:
     """``POST {root}/{endpoint}`` -> :meth:`Dispatcher.handle`; everything else is refused."""
 
@@ -159,6 +167,8 @@ class RpcApp:
         self._dispatcher = dispatcher
         self._prefix = root_path.rstrip("/") + "/"
         self._max_size = max_message_size
+        # How much of a refused HTTP/1.1 body is read (and dropped) to answer it cleanly.
+        self._discard_limit = max(max_message_size, 1 << 20)
         self._asyncio = sniffio.current_async_library() == "asyncio"
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
@@ -174,12 +184,14 @@ class RpcApp:
         endpoint = path[len(self._prefix) :] if path.startswith(self._prefix) else ""
         if not endpoint or "/" in endpoint:
             return await self._refuse(
+                scope,
                 receive,
                 send,
                 EndpointNotFound(f"no endpoint at {path!r}: POST {self._prefix}<endpoint>"),
             )
         if scope["method"] != "POST":
             return await self._refuse(
+                scope,
                 receive,
                 send,
                 ProtocolError(f"method {scope['method']} is not allowed: use POST"),
@@ -203,11 +215,11 @@ class RpcApp:
                             raise ValueError(value)
                     except ValueError:
                         return await self._refuse(
+                            scope,
                             receive,
                             send,
                             ProtocolError(
-                                f"header {wire.HEADER_TIMEOUT.decode()} must be a number of "
-                                "seconds"
+                                f"header {wire.HEADER_TIMEOUT.decode()} must be a number of seconds"
                             ),
                         )
                     deadline = anyio.current_time() + remaining
@@ -217,13 +229,22 @@ class RpcApp:
                 except ValueError:
                     length = -1
         if length > self._max_size:
-            return await self._refuse(receive, send, self._too_large(length))
+            return await self._refuse(
+                scope, receive, send, self._too_large(length), declared=length
+            )
 
-        payload = await self._read_body(receive)
+        payload = await self._read_body(scope, receive)
         if payload is None:
             return  # the client left before sending its request
-        if isinstance(payload, int):
-            return await self._refuse(receive, send, self._too_large(payload), drained=True)
+        if isinstance(payload, _Oversize):
+            return await self._refuse(
+                scope,
+                receive,
+                send,
+                self._too_large(payload.size),
+                drained=True,
+                extra=None if payload.drained else [(b"connection", b"close")],
+            )
 
         request = Request(endpoint, payload, meta, deadline)
         responder = _Responder(send, self._max_size)
@@ -255,15 +276,15 @@ class RpcApp:
             f"{self._max_size} bytes"
         )
 
-    async def _read_body(self, receive: Receive) -> bytes | int | None:
-        """The whole body; or, once it is too large, the size seen so far (the rest is read
-        and dropped); or ``None`` if the client disconnected."""
+    async def _read_body(self, scope: Message, receive: Receive) -> bytes | _Oversize | None:
+        """The whole body; or, once it is too large, how much was seen (the rest is read and
+        dropped, within bounds); or ``None`` if the client disconnected."""
         message = await receive()
         if message["type"] != "http.request":
             return None
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
-            return body if len(body) <= self._max_size else len(body)
+            return body if len(body) <= self._max_size else _Oversize(len(body), True)
         parts = [body]
         size = len(body)
         while True:
@@ -275,14 +296,17 @@ class RpcApp:
             size += len(chunk)
             if size > self._max_size:
                 parts.clear()
+                drained = True
                 if message.get("more_body", False):
-                    await _discard_body(receive)
-                return size
+                    http2 = scope.get("http_version") == "2"
+                    drained = await _discard_body(receive, None if http2 else self._discard_limit)
+                return _Oversize(size, drained)
             if not message.get("more_body", False):
                 return b"".join(parts)
 
     async def _refuse(
         self,
+        scope: Message,
         receive: Receive,
         send: Send,
         error: RequestPlaneError,
@@ -290,22 +314,40 @@ class RpcApp:
         status: int | None = None,
         extra: list[tuple[bytes, bytes]] | None = None,
         drained: bool = False,
+        declared: int = -1,
     ) -> None:
+        """Answer with ``error``, after reading what the client still sends of its body.
+
+        Answering first breaks both protocols in hypercorn: it closes an HTTP/1.1 connection
+        whose response ends before its request (the client, still sending, then sees a reset
+        instead of the answer), and on HTTP/2 a DATA frame arriving after the answer raises
+        KeyError inside hypercorn, which on trio takes the whole server down. So HTTP/2 bodies
+        are always read to their end; HTTP/1.1 ones up to a bound, beyond which the answer
+        goes out at once with ``Connection: close`` (no one should wait for gigabytes).
+        """
+        headers = list(extra or [])
         if not drained:
-            # Read what the client still sends BEFORE answering: hypercorn closes an HTTP/1.1
-            # connection whose response ends before its request (the client then sees a reset
-            # instead of the answer), and on HTTP/2 a DATA frame arriving after the answer
-            # raises KeyError inside hypercorn, which on trio takes the whole server down.
-            await _discard_body(receive)
-        for message in _error_response(error, status=status, extra=extra):
+            if scope.get("http_version") == "2":
+                await _discard_body(receive, None)
+            elif declared > self._discard_limit or not await _discard_body(
+                receive, self._discard_limit
+            ):
+                headers.append((b"connection", b"close"))
+        for message in _error_response(error, status=status, extra=headers):
             await send(message)
 
 
-async def _discard_body(receive: Receive) -> None:
+async def _discard_body(receive: Receive, limit: int | None) -> bool:
+    """Read and drop the rest of the request body; ``False`` if it went past ``limit``
+    bytes (and was left unread)."""
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
-            return
+            return True
+        size += len(message.get("body", b""))
+        if limit is not None and size > limit:
+            return False
 
 
 async def _watch_disconnect(

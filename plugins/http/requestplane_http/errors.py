@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import ssl
 
-__all__ = ["describe_io_error"]
+__all__ = ["REFUSED_AFTER_HANDSHAKE", "describe_io_error"]
+
+# With TLS 1.3 a server checks the client's certificate after the handshake has completed on
+# the client's side, and Python servers then close without an alert the client could read:
+# all the client sees is a fresh connection closed before the server's first byte.
+REFUSED_AFTER_HANDSHAKE = (
+    "; the server closed the TLS connection before its first byte, which is how a server that "
+    "requires a client certificate refuses one it does not trust (or none): check "
+    "REQUESTPLANE_HTTP_TLS_CLIENT_CERT_FILE / REQUESTPLANE_HTTP_TLS_CLIENT_KEY_FILE"
+)
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:

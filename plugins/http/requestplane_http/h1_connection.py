@@ -16,7 +16,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from requestplane_core import ConnectionLost, PayloadTooLarge, ProtocolError
 
-from .errors import describe_io_error
+from .errors import REFUSED_AFTER_HANDSHAKE, describe_io_error
 from .exchange import Exchange
 
 __all__ = ["H1Connection"]
@@ -28,9 +28,12 @@ _MAX_HEADERS = 64 * 1024
 class H1Connection(Exchange):
     """A connection that is also the exchange running on it (HTTP/1.1 has one at a time)."""
 
-    def __init__(self, stream: ByteStream, origin: str) -> None:
+    def __init__(self, stream: ByteStream, origin: str, *, tls: bool = False) -> None:
         self._stream = stream
         self.origin = origin
+        self._tls = tls
+        self._answered = False  # the server has sent at least one byte on this connection
+        self._eof = False
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
         self.idle_since: float | None = anyio.current_time()
         self.reusable = False
@@ -56,9 +59,7 @@ class H1Connection(Exchange):
         except (OSError, ValueError, anyio.TypedAttributeLookupError):
             return False
 
-    async def send(
-        self, target: bytes, headers: list[tuple[bytes, bytes]], payload: bytes
-    ) -> None:
+    async def send(self, target: bytes, headers: list[tuple[bytes, bytes]], payload: bytes) -> None:
         self.idle_since = None
         self._complete = False
         self.status = 0
@@ -88,19 +89,21 @@ class H1Connection(Exchange):
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 await self._abort()
-                if conn.their_state is h11.ERROR and "without sending complete" in str(exc):
-                    raise ConnectionLost(
-                        f"the server at {self.origin} closed the connection mid-response"
-                    ) from None
+                if self._eof:
+                    raise self._closed_early() from None
                 raise ProtocolError(f"the server at {self.origin} broke HTTP/1.1: {exc}") from None
             if event is not h11.NEED_DATA:
                 return event
             try:
                 data = await self._stream.receive(READ_SIZE)
+                self._answered = True
             except anyio.EndOfStream:
                 data = b""
+                self._eof = True
             except Exception as exc:
                 await self._abort()
+                if self._tls and not self._answered:
+                    raise self._closed_early() from None
                 raise ConnectionLost(describe_io_error(exc, self.origin)) from None
             conn.receive_data(data)
 
@@ -117,8 +120,17 @@ class H1Connection(Exchange):
                 return
             if isinstance(event, h11.ConnectionClosed):
                 await self._abort()
-                raise ConnectionLost(f"the server at {self.origin} closed the connection")
+                raise self._closed_early()
             # InformationalResponse (100 Continue): wait for the real one.
+
+    def _closed_early(self) -> ConnectionLost:
+        if self._tls and not self._answered:
+            return ConnectionLost(
+                f"the server at {self.origin} closed the connection" + REFUSED_AFTER_HANDSHAKE
+            )
+        if self.status:
+            return ConnectionLost(f"the server at {self.origin} closed the connection mid-response")
+        return ConnectionLost(f"the server at {self.origin} closed the connection before answering")
 
     async def read_some(self) -> bytes:
         if self._complete:

@@ -227,8 +227,7 @@ class H2Exchange(Exchange):
 
 def _too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"the response of more than {limit} bytes ({size} so far) exceeds the maximum "
-        "message size"
+        f"the response of more than {limit} bytes ({size} so far) exceeds the maximum message size"
     )
 
 
@@ -283,9 +282,7 @@ class H2Connection:
     @property
     def available(self) -> bool:
         """Whether a new request may go on this connection now."""
-        return (
-            self.error is None and not self.draining and len(self._exchanges) < self.max_streams
-        )
+        return self.error is None and not self.draining and len(self._exchanges) < self.max_streams
 
     @property
     def active(self) -> int:

@@ -18,7 +18,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
-from .errors import describe_io_error
+from .errors import REFUSED_AFTER_HANDSHAKE, describe_io_error
 from .h1_connection import H1Connection
 from .h2_connection import H2Connection
 
@@ -115,6 +115,8 @@ class OriginPool:
                         f"{self.origin} sent no HTTP/2 settings within "
                         f"{self._connect_timeout} s: is it an HTTP/2 server?"
                     ) from None
+                if self._tls is not None and type(exc) is ConnectionLost:
+                    raise ConnectionLost(exc.message + REFUSED_AFTER_HANDSHAKE) from None
                 raise
             self._h2.append(conn)
         except RequestPlaneError as exc:
@@ -146,7 +148,7 @@ class OriginPool:
                 return conn
             await self._drop_h1(conn)
         stream = await self._open("http/1.1")
-        conn = H1Connection(stream, self.origin)
+        conn = H1Connection(stream, self.origin, tls=self._tls is not None)
         self._stats.open_connections += 1
         self._h1_active.add(conn)
         return conn
@@ -192,8 +194,7 @@ class OriginPool:
             if agreed not in (alpn, None) or (alpn == "h2" and agreed != "h2"):
                 await anyio.aclose_forcefully(stream)
                 raise ProtocolError(
-                    f"the server at {self.origin} does not speak {alpn} over TLS (ALPN "
-                    f"{agreed!r})"
+                    f"the server at {self.origin} does not speak {alpn} over TLS (ALPN {agreed!r})"
                 )
         return stream
 

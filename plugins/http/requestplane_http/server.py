@@ -47,11 +47,11 @@ class HttpServer(TransportServer):
 
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         settings = self._settings
+        config = _hypercorn_config(settings)  # first: it checks the TLS files
+        app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
         sock = _bind(settings.host, settings.port)
         self._socket = sock
         self._port = sock.getsockname()[1]
-        app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
-        config = _hypercorn_config(settings)
         self._started = True
         task_group.start_soon(self._serve, app, config, sock)
 
@@ -61,9 +61,7 @@ class HttpServer(TransportServer):
 
         # hypercorn is handed the bound socket (rather than a bind string) so that the port is
         # known before serving starts and so that this server, not hypercorn, closes it.
-        sockets = (
-            Sockets([sock], [], []) if self._settings.tls else Sockets([], [sock], [])
-        )
+        sockets = Sockets([sock], [], []) if self._settings.tls else Sockets([], [sock], [])
         wrapped = ASGIWrapper(app)  # type: ignore[arg-type]
         try:
             # hypercorn can die of an error in one connection (on trio it takes the whole
@@ -117,9 +115,7 @@ def _advertised_host(host: str) -> str:
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        infos = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(f"REQUESTPLANE_HTTP_HOST={host!r} does not resolve: {exc}") from None
     family, kind, proto, _, sockaddr = infos[0]

@@ -23,6 +23,13 @@ def _host(value: str) -> bool:
     return bool(value.strip()) and value == value.strip() and "/" not in value
 
 
+def _pem_file(value: Path) -> bool:
+    return value.is_file()
+
+
+_PEM = "a path to an existing PEM file, or 'none'"
+
+
 def _root_path(value: str) -> bool:
     if not value.startswith("/") or (value != "/" and value.endswith("/")):
         return False
@@ -39,7 +46,9 @@ class HttpSettings:
         check=_host,
     )
     port: int = setting(
-        0, help="TCP port the server binds; 0 lets the OS choose", accepts="an integer 0..65535",
+        0,
+        help="TCP port the server binds; 0 lets the OS choose",
+        accepts="an integer 0..65535",
         check=_port,
     )
     advertise_host: str | None = setting(
@@ -113,10 +122,17 @@ class HttpSettings:
         None,
         help="server: PEM certificate chain; with tls_key_file it turns on TLS (https:// "
         "addresses)",
+        accepts=_PEM,
+        check=_pem_file,
     )
-    tls_key_file: Path | None = setting(None, help="server: PEM private key of tls_cert_file")
+    tls_key_file: Path | None = setting(
+        None, help="server: PEM private key of tls_cert_file", accepts=_PEM, check=_pem_file
+    )
     tls_client_ca_file: Path | None = setting(
-        None, help="server: PEM CA bundle that client certificates are verified against"
+        None,
+        help="server: PEM CA bundle that client certificates are verified against",
+        accepts=_PEM,
+        check=_pem_file,
     )
     tls_require_client_cert: bool = setting(
         False,
@@ -127,12 +143,17 @@ class HttpSettings:
         None,
         help="client: PEM CA bundle that server certificates are verified against (default: "
         "the system's trust store)",
+        accepts=_PEM,
+        check=_pem_file,
     )
     tls_client_cert_file: Path | None = setting(
-        None, help="client: PEM certificate chain presented to servers that ask for one"
+        None,
+        help="client: PEM certificate chain presented to servers that ask for one",
+        accepts=_PEM,
+        check=_pem_file,
     )
     tls_client_key_file: Path | None = setting(
-        None, help="client: PEM private key of tls_client_cert_file"
+        None, help="client: PEM private key of tls_client_cert_file", accepts=_PEM, check=_pem_file
     )
 
     def __attrs_post_init__(self) -> None:

@@ -170,7 +170,8 @@ def _encode_name(name: str) -> bytes:
         return META_PREFIX + raw
     return META_PREFIX + b"".join(
         # Lower case hex: HTTP/2 rejects any upper case letter in a header name.
-        bytes((b,)) if b in _NAME_SAFE else b"%%%02x" % b for b in raw
+        bytes((b,)) if b in _NAME_SAFE else b"%%%02x" % b
+        for b in raw
     )
 
 

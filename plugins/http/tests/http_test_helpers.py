@@ -114,8 +114,7 @@ async def served(
     probe = Probe()
     async with serve(spec, settings, drain_timeout=5) as server:
         addresses = {
-            name: await server.register(name, handler)
-            for name, handler in _handlers(probe).items()
+            name: await server.register(name, handler) for name, handler in _handlers(probe).items()
         }
         client_config = http_settings(**{**(server_settings or {}), **(client_settings or {})})
         async with spec.client(client_config) as client:

@@ -90,9 +90,10 @@ async def test_stream_without_end_marker_is_connection_lost_not_short() -> None:
 
 async def test_stream_cut_inside_a_frame_is_connection_lost() -> None:
     def policy(conn: Conn, stream_id: int) -> None:
-        body = wire.encode_frame(wire.FRAME_DATA, b"complete") + wire.encode_frame(
-            wire.FRAME_DATA, b"truncated"
-        )[:-3]
+        body = (
+            wire.encode_frame(wire.FRAME_DATA, b"complete")
+            + wire.encode_frame(wire.FRAME_DATA, b"truncated")[:-3]
+        )
         conn.answer(stream_id, body, content_type=wire.CONTENT_TYPE_STREAM)
 
     async with scripted_h2_server(policy) as (url, _), HttpClient(http_settings()) as client:

@@ -111,9 +111,7 @@ async def test_handler_error_is_500_with_type_and_message(protocol: str) -> None
 async def test_malformed_timeout_header_is_400(protocol: str) -> None:
     async with served() as s, _client(protocol) as http:
         with anyio.fail_after(BOUND):
-            response = await http.post(
-                s.url("echo"), content=b"", headers={"rp-timeout": "soon"}
-            )
+            response = await http.post(s.url("echo"), content=b"", headers={"rp-timeout": "soon"})
     assert response.status_code == 400
     assert response.headers["rp-error"] == "protocol"
 
