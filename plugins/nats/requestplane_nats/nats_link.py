@@ -90,9 +90,17 @@ class NatsLink:
                     raise _config_error(url, exc, settings) from None
                 except (OSError, NatsError, TimeoutError) as exc:
                     cause = link.last_error if link.last_error is not None else exc
+                    if _is_auth_error(cause):
+                        raise _config_error(url, cause, settings) from None
                     errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
+                if tls is not None and not _server_uses_tls(nc):
+                    await bridge.run(nc.close)
+                    raise ConfigError(
+                        f"TLS is configured but the NATS server at {safe_url(url)} does not "
+                        "use TLS; refusing to send in the clear"
+                    )
                 if len(urls) > 1:
                     nc.set_server_pool(urls)
                 return link
@@ -100,7 +108,13 @@ class NatsLink:
             await bridge.aclose()
             raise
         await bridge.aclose()
-        raise ConnectionLost(f"cannot connect to NATS: {'; '.join(errors)}")
+        hint = (
+            " (with TLS: does the server require a client certificate? "
+            "REQUESTPLANE_NATS_TLS_CERT / TLS_KEY)"
+            if tls is not None
+            else ""
+        )
+        raise ConnectionLost(f"cannot connect to NATS: {'; '.join(errors)}{hint}")
 
     async def _connect(
         self, settings: NatsSettings, url: str, tls: ssl.SSLContext | None, name: str
@@ -243,6 +257,21 @@ class NatsLink:
             except Exception as exc:
                 log.debug("nats: final flush failed: %r", exc)
         await nc.close()
+
+
+def _server_uses_tls(nc: Client) -> bool:
+    # nats-py upgrades to TLS only when the server asks for it, and says so nowhere public;
+    # its INFO (kept in _server_info) is the one record.
+    info = getattr(nc, "_server_info", None)
+    return bool(isinstance(info, dict) and info.get("tls_required"))
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    # nats-py raises a plain Error for the server's -ERR during the handshake.
+    text = str(exc).lower()
+    return isinstance(exc, AuthorizationError) or (
+        isinstance(exc, NatsError) and ("authorization" in text or "authentication" in text)
+    )
 
 
 def _reason(exc: BaseException) -> str:
