@@ -94,11 +94,17 @@ class Countdown:
         await self.done.wait()
 
 
-async def settle(predicate: Callable[[], bool], bound: float = BOUND) -> None:
-    """Let the event loop run until ``predicate()`` holds (a hang is a failure)."""
-    with anyio.fail_after(bound):
+async def settle(
+    predicate: Callable[[], bool],
+    describe: Callable[[], str] = lambda: "",
+    bound: float = BOUND,
+) -> None:
+    """Let the event loop run until ``predicate()`` holds; if it does not within ``bound``,
+    fail with ``describe()`` (the numbers that did not come back)."""
+    with anyio.move_on_after(bound):
         while not predicate():
             await anyio.wait_all_tasks_blocked()
+    assert predicate(), f"did not settle within {bound}s: {describe()}"
 
 
 def open_fds() -> int:
