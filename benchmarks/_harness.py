@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from requestplane_core.bench.case import Case
+from requestplane_core.bench.cpu import CpuMeter
 from requestplane_core.bench.emit import emit
 from requestplane_core.bench.load import Call, LoadPlan, run_load
 from requestplane_core.bench.processes import open_child
@@ -73,7 +74,7 @@ def _wait_for_eof() -> None:
 
 async def _serve_role(serve: Serve, args: argparse.Namespace) -> None:
     async with serve(args) as address:
-        emit("ready", address=address)
+        emit("ready", address=address, pid=os.getpid())
         await anyio.to_thread.run_sync(_wait_for_eof, abandon_on_cancel=True)
     emit("stopped", rss_kib=peak_rss_kib())
 
@@ -81,10 +82,18 @@ async def _serve_role(serve: Serve, args: argparse.Namespace) -> None:
 async def _client_role(name: str, connect: Connect, args: argparse.Namespace) -> None:
     case = case_of(name, args)
     plan = LoadPlan(case.concurrency, case.duration, case.requests, case.warmup)
+    meter = CpuMeter(args.server_pid)
     async with connect(args, args.address) as call:
-        outcome = await run_load(call, plan, lambda phase, done: emit("progress", phase=phase,
-                                                                      done=done))
-    record = make_record(case, outcome, client_rss_kib=peak_rss_kib(), server_rss_kib=None)
+        outcome = await run_load(
+            call, plan, lambda phase, done: emit("progress", phase=phase, done=done), meter
+        )
+    record = make_record(
+        case,
+        outcome,
+        client_rss_kib=peak_rss_kib(),
+        server_rss_kib=None,
+        cpu_us=meter.per_request_us(outcome.completed + outcome.errors),
+    )
     emit("result", record=record)
 
 
@@ -99,7 +108,8 @@ async def run_peer(
         ready = await server.next_event(30)
         if ready is None or ready.get("event") != "ready":
             return {"failure": await server.why("the peer server did not start")}
-        client_argv = [*base, "client", "--address", str(ready["address"]), *argv]
+        client_argv = [*base, "client", "--address", str(ready["address"]),
+                       "--server-pid", str(ready["pid"]), *argv]
         async with open_child(client_argv, env) as client:
             while True:
                 event = await client.next_event(60)
@@ -132,6 +142,7 @@ def peer_main(
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("role", nargs="?", choices=("run", "server", "client"), default="run")
     parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     common_options(parser)
     if options is not None:
         options(parser)
@@ -158,6 +169,7 @@ def peer_main(
             print(f"{name} {record['backend']} {record['kind']} payload={record['payload']} "
                   f"c={record['concurrency']}: {record['req_per_s']:,.0f} req/s "
                   f"p50={record['p50_us']:.0f}us p99={record['p99_us']:.0f}us "
+                  f"cpu/req={record['client_cpu_us']}+{record['server_cpu_us']}us "
                   f"chunks/s={record['chunks_per_s']} errors={record['errors']}")
     else:
         print(json.dumps(record))

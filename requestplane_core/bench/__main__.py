@@ -1,7 +1,7 @@
 """Worker processes of ``requestplane bench`` (internal)::
 
-    python -m requestplane_core.bench server CASE_JSON
-    python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON
+python -m requestplane_core.bench server CASE_JSON
+python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def main(argv: list[str]) -> int:
         case = Case.from_json(argv[1])
         _run("server", case, serve_case, case)
         return 0
-    if len(argv) == 3 and argv[0] == "client":
+    if len(argv) == 4 and argv[0] == "client":
         case = Case.from_json(argv[1])
-        _run("client", case, measure_case, case, json.loads(argv[2]))
+        pid = int(argv[3]) if argv[3].isdigit() else None
+        _run("client", case, measure_case, case, json.loads(argv[2]), pid)
         return 0
     sys.stderr.write(__doc__ or "")
     return 2

@@ -10,6 +10,7 @@ from ..address import Address
 from ..manager import RequestPlane
 from ..transport import TransportClient
 from .case import Case
+from .cpu import CpuMeter
 from .emit import emit
 from .endpoints import stream_request
 from .load import Call, LoadPlan, run_load
@@ -54,14 +55,12 @@ def _progress(phase: str, done: int) -> None:
     emit("progress", phase=phase, done=done)
 
 
-async def measure_case(case: Case, addresses: dict[str, str]) -> None:
+async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | None) -> None:
     async with AsyncExitStack() as stack:
         client: TransportClient
         if case.direct:
             plane = RequestPlane(case.mode)  # resolves the settings only
-            client = await stack.enter_async_context(
-                plane.transport.spec.client(plane.settings)
-            )
+            client = await stack.enter_async_context(plane.transport.spec.client(plane.settings))
         else:
             plane = await stack.enter_async_context(RequestPlane(case.mode))
             client = plane.client()
@@ -77,12 +76,19 @@ async def measure_case(case: Case, addresses: dict[str, str]) -> None:
             warmup=case.warmup,
             stall_timeout=case.stall_timeout,
         )
-        outcome = await run_load(call, plan, _progress)
+        meter = CpuMeter(server_pid)
+        outcome = await run_load(call, plan, _progress, meter)
         server_rss: int | None
         try:
             stats = json.loads(await client.request(Address.parse(addresses["stats"]), b""))
             server_rss = int(stats["rss_kib"])
         except Exception:
             server_rss = None  # the run's verdict comes from the load, not from this
-    record = make_record(case, outcome, client_rss_kib=peak_rss_kib(), server_rss_kib=server_rss)
+    record = make_record(
+        case,
+        outcome,
+        client_rss_kib=peak_rss_kib(),
+        server_rss_kib=server_rss,
+        cpu_us=meter.per_request_us(outcome.completed + outcome.errors),
+    )
     emit("result", record=record)

@@ -28,7 +28,7 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 <<
 
 def _size(text: str) -> int:
     digits = text.strip().rstrip("bBiIkKmM ")
-    unit = text.strip()[len(digits):].strip().lower()
+    unit = text.strip()[len(digits) :].strip().lower()
     try:
         value = int(digits) * _UNITS[unit]
     except (ValueError, KeyError):
@@ -69,43 +69,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "per transport and event loop, on each transport's embedded default settings "
         "(REQUESTPLANE_* variables apply). Exits non-zero if any request failed or was lost."
     )
-    parser.add_argument("--mode", action="append", metavar="MODE",
-                        help="transport to measure (repeatable; default: every installed one)")
-    parser.add_argument("--backend", action="append", choices=BACKENDS,
-                        help="event loop (repeatable; default: asyncio and trio)")
-    parser.add_argument("--uvloop", action="store_true",
-                        help="run the asyncio backend on uvloop")
-    parser.add_argument("--payload", type=_size, default=1024, metavar="BYTES",
-                        help="request payload, echoed back (default: 1KiB; units: KiB, MiB)")
-    parser.add_argument("--concurrency", type=_count, action="append", metavar="N",
-                        help="requests in flight from the one client (repeatable; default: 64)")
+    parser.add_argument(
+        "--mode",
+        action="append",
+        metavar="MODE",
+        help="transport to measure (repeatable; default: every installed one)",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="event loop (repeatable; default: asyncio and trio)",
+    )
+    parser.add_argument("--uvloop", action="store_true", help="run the asyncio backend on uvloop")
+    parser.add_argument(
+        "--payload",
+        type=_size,
+        default=1024,
+        metavar="BYTES",
+        help="request payload, echoed back (default: 1KiB; units: KiB, MiB)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_count,
+        action="append",
+        metavar="N",
+        help="requests in flight from the one client (repeatable; default: 64)",
+    )
     amount = parser.add_mutually_exclusive_group()
-    amount.add_argument("--duration", type=_seconds(0.01), default=None, metavar="SECONDS",
-                        help="measure each case this long (default: 2)")
-    amount.add_argument("--requests", type=_count, metavar="N",
-                        help="measure each case for N requests instead of a duration")
-    parser.add_argument("--warmup", type=_seconds(0.0), default=0.5, metavar="SECONDS",
-                        help="unmeasured calls before each case (default: 0.5)")
-    parser.add_argument("--stream", action="store_true",
-                        help="measure streamed responses instead of unary requests")
-    parser.add_argument("--chunks", type=_count, default=100, metavar="N",
-                        help="chunks per streamed response (default: 100)")
-    parser.add_argument("--chunk-size", type=_size, default=1024, metavar="BYTES",
-                        help="bytes per chunk (default: 1KiB)")
-    parser.add_argument("--direct", action="store_true",
-                        help="bypass the RequestPlane manager: the transport's client and "
-                        "serve() directly (to measure what the manager costs)")
-    parser.add_argument("--timeout", type=_seconds(0.1), default=15.0, metavar="SECONDS",
-                        help="no request completing for this long ends the case and counts "
-                        "those in flight as lost (default: 15)")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="run both workers under cProfile and write DIR/<role>-<mode>-"
-                        "<loop>[-<kind>].prof (read them with python -m pstats)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per case instead of the table")
+    amount.add_argument(
+        "--duration",
+        type=_seconds(0.01),
+        default=None,
+        metavar="SECONDS",
+        help="measure each case this long (default: 2)",
+    )
+    amount.add_argument(
+        "--requests",
+        type=_count,
+        metavar="N",
+        help="measure each case for N requests instead of a duration",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_seconds(0.0),
+        default=0.5,
+        metavar="SECONDS",
+        help="unmeasured calls before each case (default: 0.5)",
+    )
+    parser.add_argument(
+        "--stream", action="store_true", help="measure streamed responses instead of unary requests"
+    )
+    parser.add_argument(
+        "--chunks",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="chunks per streamed response (default: 100)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_size,
+        default=1024,
+        metavar="BYTES",
+        help="bytes per chunk (default: 1KiB)",
+    )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="bypass the RequestPlane manager: the transport's client and "
+        "serve() directly (to measure what the manager costs)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds(0.1),
+        default=15.0,
+        metavar="SECONDS",
+        help="no request completing for this long ends the case and counts "
+        "those in flight as lost (default: 15)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="run both workers under cProfile and write DIR/<role>-<mode>-"
+        "<loop>[-<kind>].prof (read them with python -m pstats)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object per case instead of the table"
+    )
     # Calls an endpoint that always raises: proves a run with errors fails (tests use it).
-    parser.add_argument("--endpoint", choices=("echo", "fail"), default="echo",
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--endpoint", choices=("echo", "fail"), default="echo", help=argparse.SUPPRESS
+    )
 
 
 def _profile_dir(path: str | None) -> str | None:
@@ -121,7 +176,7 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
     registry = installed_transports()
     modes: list[str] = args.mode or sorted(registry.transports)
     if not modes:
-        raise ConfigError("no transport is installed: pip install \"requestplane[tcp]\"")
+        raise ConfigError('no transport is installed: pip install "requestplane[tcp]"')
     backends: list[str] = list(dict.fromkeys(args.backend or BACKENDS))
     if args.backend is None and importlib.util.find_spec("trio") is None:
         backends.remove("trio")

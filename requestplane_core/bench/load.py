@@ -23,6 +23,7 @@ __all__ = ["LoadOutcome", "LoadPlan", "run_load"]
 
 Call = Callable[[], Awaitable[None]]
 Progress = Callable[[str, int], None]
+Boundary = Callable[[str], None]
 
 _TICK = 0.2
 _MAX_SAMPLES = 3
@@ -120,8 +121,15 @@ async def _phase(
         progress(name, state.done)
 
 
-async def run_load(call: Call, plan: LoadPlan, progress: Progress | None = None) -> LoadOutcome:
-    """Warm up for ``plan.warmup`` seconds, then measure; ``progress(phase, done)`` ticks."""
+async def run_load(
+    call: Call,
+    plan: LoadPlan,
+    progress: Progress | None = None,
+    boundary: Boundary | None = None,
+) -> LoadOutcome:
+    """Warm up for ``plan.warmup`` seconds, then measure; ``progress(phase, done)`` ticks and
+    ``boundary("start")`` / ``boundary("end")`` runs right before and after the measured
+    phase (to sample CPU counters, say)."""
     if plan.duration is None and plan.requests is None:
         raise ValueError("a load plan needs a duration or a request count")
     state = _State()
@@ -135,12 +143,16 @@ async def run_load(call: Call, plan: LoadPlan, progress: Progress | None = None)
     if plan.requests is not None:
         state.tickets = plan.requests
     recorder = LatencyRecorder(plan.requests or 1 << 16)
+    if boundary is not None:
+        boundary("start")
     start = perf_counter_ns()
     stop = math.inf if plan.duration is None else start + plan.duration * 1e9
     await _phase(
         call, plan, state, name="measure", stop_ns=stop, recorder=recorder, progress=progress
     )
     seconds = (perf_counter_ns() - start) / 1e9
+    if boundary is not None:
+        boundary("end")
     return LoadOutcome(
         completed=recorder.count,
         errors=state.errors,

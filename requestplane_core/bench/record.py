@@ -24,7 +24,12 @@ def _base(case: Case) -> dict[str, Any]:
 
 
 def make_record(
-    case: Case, outcome: LoadOutcome, *, client_rss_kib: int, server_rss_kib: int | None
+    case: Case,
+    outcome: LoadOutcome,
+    *,
+    client_rss_kib: int,
+    server_rss_kib: int | None,
+    cpu_us: tuple[float | None, float | None] = (None, None),
 ) -> dict[str, Any]:
     seconds = outcome.seconds or 1e-9
     lat = outcome.latencies_ns
@@ -42,6 +47,8 @@ def make_record(
         "p99_us": round(percentile(lat, 0.99) / 1000, 1),
         "chunks_per_s": round(per_s * chunks_per_call, 1) if case.kind == "stream" else None,
         "bytes_per_s": round(per_s * chunks_per_call * bytes_per_chunk, 1),
+        "client_cpu_us": cpu_us[0],  # CPU per request (or stream), measured phase
+        "server_cpu_us": cpu_us[1],
         "client_rss_kib": client_rss_kib,
         "server_rss_kib": server_rss_kib,
         "error_samples": list(outcome.error_samples),
@@ -62,6 +69,8 @@ def failed_record(case: Case, failure: str) -> dict[str, Any]:
         "p99_us": 0.0,
         "chunks_per_s": None,
         "bytes_per_s": 0.0,
+        "client_cpu_us": None,
+        "server_cpu_us": None,
         "client_rss_kib": None,
         "server_rss_kib": None,
         "error_samples": [],

@@ -77,9 +77,10 @@ async def run_cases(
                     continue
                 assert event is not None
                 addresses: dict[str, str] = event["addresses"]
+                pid = str(event.get("pid", ""))
                 for case in group:
                     index += 1
-                    record = await _measure(case, addresses, env, bar, index)
+                    record = await _measure(case, addresses, pid, env, bar, index)
                     if record["failure"] is None and server.process.returncode is not None:
                         record["failure"] = await server.why("the server died")
                     result.records.append(record)
@@ -88,9 +89,14 @@ async def run_cases(
 
 
 async def _measure(
-    case: Case, addresses: dict[str, str], env: Mapping[str, str], bar: ProgressBar, index: int
+    case: Case,
+    addresses: dict[str, str],
+    server_pid: str,
+    env: Mapping[str, str],
+    bar: ProgressBar,
+    index: int,
 ) -> Record:
-    argv = worker_argv("client", case, json.dumps(addresses))
+    argv = worker_argv("client", case, json.dumps(addresses), server_pid)
     async with open_child(argv, env) as client:
         measuring_since: float | None = None
         bar.show(index, case.label, 0.0, "starting")
@@ -106,8 +112,9 @@ async def _measure(
                 phase, done = str(event.get("phase")), int(event.get("done", 0))
                 if phase == "measure" and measuring_since is None:
                     measuring_since = time.monotonic() - 0.2
-                bar.show(index, case.label, _fraction(case, measuring_since, done),
-                         f"{phase} {done:,}")
+                bar.show(
+                    index, case.label, _fraction(case, measuring_since, done), f"{phase} {done:,}"
+                )
 
 
 def _fraction(case: Case, measuring_since: float | None, done: int) -> float:

@@ -7,6 +7,7 @@ happens if the parent dies, so no server outlives its benchmark.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import AsyncExitStack
 
@@ -45,5 +46,5 @@ async def serve_case(case: Case) -> None:
         addresses = {}
         for name, handler in ENDPOINTS.items():
             addresses[name] = str(await server.register(name, handler))
-        emit("ready", addresses=addresses)
+        emit("ready", addresses=addresses, pid=os.getpid())
         await anyio.to_thread.run_sync(_wait_for_eof, abandon_on_cancel=True)

@@ -8,11 +8,20 @@ from typing import Any
 __all__ = ["format_table", "human_bytes"]
 
 _COLUMNS = (
-    "mode", "backend", "kind", "payload", "conc", "requests", "req/s", "p50 ms", "p99 ms",
-    "chunks/s", "MiB/s", "errors",
+    "mode",
+    "backend",
+    "kind",
+    "payload",
+    "conc",
+    "requests",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "chunks/s",
+    "MiB/s",
+    "errors",
 )
-_RIGHT = {"payload", "conc", "requests", "req/s", "p50 ms", "p99 ms", "chunks/s", "MiB/s",
-          "errors"}
+_RIGHT = {"payload", "conc", "requests", "req/s", "p50 ms", "p99 ms", "chunks/s", "MiB/s", "errors"}
 
 
 def human_bytes(n: int) -> str:
@@ -22,11 +31,32 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _cpu(record: dict[str, Any]) -> str:
+    """Client + server CPU microseconds per request: what a request costs, whatever the load
+    on the machine."""
+    client, server = record.get("client_cpu_us"), record.get("server_cpu_us")
+    if client is None or server is None:
+        return "-"
+    return f"{client + server:,.0f}"
+
+
 def _row(record: dict[str, Any]) -> list[str]:
     backend = str(record["backend"]) + (" direct" if record.get("direct") else "")
     if record.get("failure") is not None:
-        return [record["mode"], backend, record["kind"], human_bytes(record["payload"]),
-                str(record["concurrency"]), "FAILED", "", "", "", "", "", ""]
+        return [
+            record["mode"],
+            backend,
+            record["kind"],
+            human_bytes(record["payload"]),
+            str(record["concurrency"]),
+            "FAILED",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
     chunks = record.get("chunks_per_s")
     errors = str(record["errors"]) + (f" ({record['lost']} lost)" if record.get("lost") else "")
     return [
@@ -41,6 +71,7 @@ def _row(record: dict[str, Any]) -> list[str]:
         f"{record['p99_us'] / 1000:.2f}",
         "-" if chunks is None else f"{chunks:,.0f}",
         f"{record['bytes_per_s'] / (1 << 20):,.1f}",
+        _cpu(record),
         errors,
     ]
 
