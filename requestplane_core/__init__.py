@@ -22,6 +22,7 @@ from .errors import (
     error_from_wire,
 )
 from .hookspecs import hookimpl
+from .instrumentation import RequestEvent
 from .manager import RequestPlane
 from .plugins import PluginRegistry, PluginWarning, load_plugins
 from .request import Handler, HandlerResult, Request
@@ -56,6 +57,7 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "Request",
+    "RequestEvent",
     "RequestPlane",
     "RequestPlaneError",
     "Responder",

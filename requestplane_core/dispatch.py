@@ -55,9 +55,17 @@ class Responder(Protocol):
 @attrs.define(eq=False)
 class _Endpoint:
     handler: Handler
-    inflight: int = 0
     draining: bool = False
+    #: Set when stragglers are cancelled at a drain timeout: their callers get Unavailable.
+    cancelling: bool = False
+    scopes: set[anyio.CancelScope] = attrs.field(factory=set)
     idle: anyio.Event | None = None
+
+    async def wait_idle(self) -> None:
+        if self.scopes:
+            if self.idle is None:
+                self.idle = anyio.Event()
+            await self.idle.wait()
 
 
 class Dispatcher:
@@ -71,10 +79,7 @@ class Dispatcher:
         self._endpoints: dict[str, _Endpoint] = {}
         self._max_inflight = max_inflight or math.inf
         self._inflight = 0
-        self._scopes: set[anyio.CancelScope] = set()
         self._draining = False
-        self._shutting_down = False
-        self._idle: anyio.Event | None = None
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -106,10 +111,7 @@ class Dispatcher:
         if endpoint is None:
             raise EndpointNotFound(f"endpoint {name!r} is not registered on this server")
         endpoint.draining = True
-        if endpoint.inflight:
-            endpoint.idle = anyio.Event()
-            with anyio.move_on_after(drain_timeout):
-                await endpoint.idle.wait()
+        await self._settle([endpoint], drain_timeout)
         del self._endpoints[name]
 
     # -- requests --------------------------------------------------------------------------
@@ -170,15 +172,14 @@ class Dispatcher:
         if request.deadline is not None:
             scope.deadline = min(scope.deadline, request.deadline)
         self._inflight += 1
-        endpoint.inflight += 1
-        self._scopes.add(scope)
+        endpoint.scopes.add(scope)
         try:
             with scope:
                 await self._run(endpoint, request, responder)
             if scope.cancelled_caught:
-                if self._shutting_down:
+                if endpoint.cancelling:
                     error: RequestPlaneError = Unavailable(
-                        "the server shut down before the request completed"
+                        f"the drain timeout passed before {request.endpoint!r} completed"
                     )
                 elif request.deadline is not None and anyio.current_time() >= request.deadline:
                     error = DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
@@ -186,13 +187,10 @@ class Dispatcher:
                     return  # the caller cancelled: nobody is waiting for an answer
                 await self._refuse(responder, error)
         finally:
-            self._scopes.discard(scope)
             self._inflight -= 1
-            endpoint.inflight -= 1
-            if endpoint.idle is not None and not endpoint.inflight:
+            endpoint.scopes.discard(scope)
+            if endpoint.idle is not None and not endpoint.scopes:
                 endpoint.idle.set()
-            if self._idle is not None and not self._inflight:
-                self._idle.set()
 
     async def _run(self, endpoint: _Endpoint, request: Request, responder: Responder) -> None:
         result: object
@@ -201,6 +199,10 @@ class Dispatcher:
             if not hasattr(result, "__anext__"):
                 result = await result
         except Exception as exc:
+            return await self._refuse(responder, _remote(exc))
+        except anyio.get_cancelled_exc_class() as exc:
+            if _really_cancelled():
+                raise
             return await self._refuse(responder, _remote(exc))
         if isinstance(result, (bytes, bytearray, memoryview)):
             try:
@@ -225,6 +227,11 @@ class Dispatcher:
         except Exception as exc:
             await self._refuse(responder, _remote(exc))
             return
+        except anyio.get_cancelled_exc_class() as exc:
+            if _really_cancelled():
+                raise
+            await self._refuse(responder, _remote(exc))
+            return
         try:
             await responder.send_end()
         except ConnectionLost:
@@ -243,23 +250,36 @@ class Dispatcher:
         """Refuse new requests with ``Unavailable``; wait up to ``timeout`` seconds for those
         in flight; cancel the rest (their callers get ``Unavailable``)."""
         self._draining = True
-        if self._inflight:
-            self._idle = anyio.Event()
-            with anyio.move_on_after(timeout):
-                await self._idle.wait()
-        if self._inflight:
-            log.warning(
-                "drain timeout (%.1fs) passed with %d request(s) in flight; cancelling them",
-                timeout,
-                self._inflight,
-            )
-            self._shutting_down = True
-            for scope in list(self._scopes):
-                scope.cancel()
-            # Let the cancelled handlers send their error before the transport closes.
-            self._idle = anyio.Event()
-            with anyio.move_on_after(1.0):
-                await self._idle.wait()
+        await self._settle(list(self._endpoints.values()), timeout)
+
+    @staticmethod
+    async def _settle(endpoints: list[_Endpoint], timeout: float) -> None:
+        """Wait up to ``timeout`` for the endpoints' requests to finish, then cancel the rest
+        (their callers get ``Unavailable``) and give them a moment to send that."""
+        with anyio.move_on_after(timeout):
+            for endpoint in endpoints:
+                await endpoint.wait_idle()
+        stragglers = [scope for endpoint in endpoints for scope in endpoint.scopes]
+        if not stragglers:
+            return
+        log.warning(
+            "drain timeout (%.1fs) passed with %d request(s) in flight; cancelling them",
+            timeout,
+            len(stragglers),
+        )
+        for endpoint in endpoints:
+            endpoint.cancelling = True
+        for scope in stragglers:
+            scope.cancel()
+        with anyio.move_on_after(1.0):
+            for endpoint in endpoints:
+                await endpoint.wait_idle()
+
+
+def _really_cancelled() -> bool:
+    """Whether a cancellation exception comes from a cancelled scope around us, rather than
+    from a handler that raised one itself (asyncio code that awaited a cancelled future)."""
+    return anyio.current_effective_deadline() == -math.inf
 
 
 def _remote(exc: BaseException) -> RemoteError:

@@ -109,7 +109,9 @@ class RequestPlane:
         finally:
             self._tg.cancel_scope.cancel()
             tg, self._tg = self._tg, None
-            await tg.__aexit__(exc_type, exc, tb)
+            # The body's exception is not the task group's: handed to it, it would come out
+            # wrapped in an ExceptionGroup. Returning None re-raises it as it is.
+            await tg.__aexit__(None, None, None)
         return None
 
     async def server(self) -> Server:

@@ -127,19 +127,29 @@ async def serve(
     observer = Observer(hooks) if hooks is not None and has_request_hooks(hooks) else None
     dispatcher = Dispatcher(max_inflight=max_inflight, observer=observer, transport=spec.name)
     transport = spec.server(settings)
+    start_error: Exception | None = None
     async with anyio.create_task_group() as tg:
-        await transport.start(dispatcher, tg)
-        server = Server(spec.name, transport, dispatcher, drain_timeout)
-        if hooks is not None:
-            call_hook(
-                hooks.requestplane_server_started,
-                transport=spec.name,
-                details=dict(transport.health_details()),
-            )
         try:
-            yield server
-        finally:
-            await server.aclose()
+            await transport.start(dispatcher, tg)
+        except Exception as exc:
+            # Raised in here it would leave the task group wrapped in an ExceptionGroup; a
+            # transport's ConfigError (port in use, unusable path) must reach the caller as is.
+            start_error = exc
             tg.cancel_scope.cancel()
+        else:
+            server = Server(spec.name, transport, dispatcher, drain_timeout)
             if hooks is not None:
-                call_hook(hooks.requestplane_server_stopped, transport=spec.name)
+                call_hook(
+                    hooks.requestplane_server_started,
+                    transport=spec.name,
+                    details=dict(transport.health_details()),
+                )
+            try:
+                yield server
+            finally:
+                await server.aclose()
+                tg.cancel_scope.cancel()
+                if hooks is not None:
+                    call_hook(hooks.requestplane_server_stopped, transport=spec.name)
+    if start_error is not None:
+        raise start_error

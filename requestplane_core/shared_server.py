@@ -29,6 +29,7 @@ log = logging.getLogger("requestplane")
 class _Entry:
     settings: object
     ready: anyio.Event = attrs.field(factory=anyio.Event)
+    done: anyio.Event = attrs.field(factory=anyio.Event)
     server: Server | None = None
     error: BaseException | None = None
     users: int = 0
@@ -84,6 +85,9 @@ async def release_shared_server(server: Server) -> None:
     entry.users -= 1
     if entry.users <= 0:
         await server.aclose()
+        # The host task finishes stopping (transport task group, server_stopped hook) after
+        # the server reports closed; the last manager returns only once that is done.
+        await entry.done.wait()
 
 
 async def _host(
@@ -114,3 +118,4 @@ async def _host(
         entry.ready.set()
         if table.get(spec.name) is entry:
             del table[spec.name]
+        entry.done.set()

@@ -9,7 +9,7 @@ protocol object of a transport leaks past them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -36,6 +36,12 @@ __all__ = [
 S = TypeVar("S")
 
 
+def _backends(value: Iterable[str]) -> frozenset[str]:
+    # A typed converter: with ``converter=frozenset`` mypy derives the parameter type
+    # ``Iterable[_T_co]`` and rejects every call that passes ``backends=`` under --strict.
+    return frozenset(value)
+
+
 @attrs.frozen
 class Capabilities:
     """What a transport can do. The conformance kit marks cases it cannot as not applicable."""
@@ -44,7 +50,7 @@ class Capabilities:
     cancellation: bool = True
     deadlines: bool = True
     backends: frozenset[str] = attrs.field(
-        default=frozenset({"asyncio", "trio"}), converter=frozenset
+        default=frozenset({"asyncio", "trio"}), converter=_backends
     )
 
 
@@ -180,7 +186,9 @@ class TransportClient(abc.ABC):
                 await self.aclose()
         finally:
             self._owned_tg.cancel_scope.cancel()
-            await self._owned_tg.__aexit__(exc_type, exc, tb)
+            # Not the body's exception: handed to the task group it would come out wrapped in
+            # an ExceptionGroup; returning None re-raises it as it is.
+            await self._owned_tg.__aexit__(None, None, None)
 
 
 class TransportServer(abc.ABC):

@@ -226,3 +226,36 @@ async def test_register_rules() -> None:
             d.register(bad, echo)
     with pytest.raises(EndpointNotFound):
         await d.unregister("missing", 1)
+
+
+async def test_unregister_cancels_stragglers_and_their_callers_get_unavailable() -> None:
+    d, r = Dispatcher(), Recorder()
+
+    async def stuck(request: Request) -> bytes:
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    d.register("stuck", stuck)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(d.handle, req("stuck"), r)
+            await anyio.wait_all_tasks_blocked()
+            await d.unregister("stuck", 0.1)
+    [(_, error)] = r.events
+    assert isinstance(error, Unavailable)
+    assert d.endpoints == [] and d.inflight == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_handler_raising_cancelled_error_itself_is_a_remote_error() -> None:
+    import asyncio
+
+    d, r = Dispatcher(), Recorder()
+
+    async def awaits_a_cancelled_future(request: Request) -> bytes:
+        raise asyncio.CancelledError()
+
+    d.register("h", awaits_a_cancelled_future)
+    await d.handle(req("h"), r)
+    [(_, error)] = r.events
+    assert isinstance(error, RemoteError) and error.type_name == "CancelledError"
