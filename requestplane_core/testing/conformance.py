@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import anyio
@@ -27,6 +28,7 @@ from requestplane_core import (
     TransportClient,
     Unavailable,
 )
+from requestplane_core.plugins import OBSERVER_ENTRY_POINT_GROUP
 
 # Generous bounds: they only turn a hang into a failure, on a loaded 2-core machine.
 BOUND = 15.0
@@ -129,6 +131,9 @@ class TransportConformance:
     #: The limit the suite sets through ``max_message_size`` (when the transport has that
     #: setting) so that the size cases stay fast.
     size_limit: ClassVar[int] = 2 * 1024 * 1024
+    #: Run with the installed observing plugins (instrumentation) active; by default they are
+    #: disabled so that the transport's own path is what is tested.
+    observed: ClassVar[bool] = False
 
     pytestmark = pytest.mark.anyio
 
@@ -143,7 +148,7 @@ class TransportConformance:
     # -- helpers ---------------------------------------------------------------------------
 
     def _plane(self, settings: Mapping[str, object], **kwargs: Any) -> RequestPlane:
-        plane = RequestPlane(self.mode, settings=settings, environ={}, **kwargs)
+        plane = RequestPlane(self.mode, settings=settings, environ=self._environ(), **kwargs)
         backend = sniffio.current_async_library()
         if backend not in plane.transport.spec.capabilities.backends:
             pytest.skip(f"not applicable: transport {self.mode!r} does not declare {backend}")
@@ -151,10 +156,18 @@ class TransportConformance:
             plane = RequestPlane(
                 self.mode,
                 settings={**settings, "max_message_size": self.size_limit},
-                environ={},
+                environ=self._environ(),
                 **kwargs,
             )
         return plane
+
+    def _environ(self) -> dict[str, str]:
+        """No environment but, unless ``observed``, the observing plugins disabled: the kit
+        tests the transport's own client and server path."""
+        if self.observed:
+            return {}
+        names = [ep.name for ep in entry_points(group=OBSERVER_ENTRY_POINT_GROUP)]
+        return {"REQUESTPLANE_DISABLE_PLUGINS": ",".join(names)} if names else {}
 
     def _limit(self, plane: RequestPlane) -> int:
         if self.max_payload is not None:
