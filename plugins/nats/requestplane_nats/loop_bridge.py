@@ -149,19 +149,25 @@ class ThreadBridge(LoopBridge):
         while not self._closed or queue:
             await wake.wait()
             wake.clear()
-            self._out_scheduled = False
-            while queue:
-                fn, args, on_error = queue.popleft()
-                try:
-                    await fn(*args)
-                except Exception as exc:
-                    if on_error is None:
-                        log.debug("nats: send failed: %r", exc)
-                    else:
-                        self.deliver(on_error, exc)
-                if self._blocked and len(queue) < _LOW_WATER:
-                    self._blocked = False
-                    self.deliver(self._release)
+            while True:
+                while queue:
+                    fn, args, on_error = queue.popleft()
+                    try:
+                        await fn(*args)
+                    except Exception as exc:
+                        if on_error is None:
+                            log.debug("nats: send failed: %r", exc)
+                        else:
+                            self.deliver(on_error, exc)
+                    if self._blocked and len(queue) < _LOW_WATER:
+                        self._blocked = False
+                        self.deliver(self._release)
+                # Senders skip the (syscall) wakeup while this flag is up; lower it only now
+                # and look once more, so an item queued in between is not left behind.
+                self._out_scheduled = False
+                if not queue:
+                    break
+                self._out_scheduled = True
 
     def _kick(self) -> None:
         assert self._wake is not None
@@ -227,14 +233,18 @@ class ThreadBridge(LoopBridge):
             pass  # trio is gone; nobody is left to receive
 
     def _drain_inbound(self) -> None:
-        self._in_scheduled = False
         queue = self._inbound
-        while queue:
-            fn, args = queue.popleft()
-            try:
-                fn(*args)
-            except Exception:  # a callback must never take trio's run loop down
-                log.exception("nats: error while handling a message")
+        while True:
+            while queue:
+                fn, args = queue.popleft()
+                try:
+                    fn(*args)
+                except Exception:  # a callback must never take trio's run loop down
+                    log.exception("nats: error while handling a message")
+            self._in_scheduled = False  # as in _pump: lowered only once the queue is empty
+            if not queue:
+                return
+            self._in_scheduled = True
 
     async def aclose(self) -> None:
         """Stop the loop after the queued sends went out, and join its thread."""

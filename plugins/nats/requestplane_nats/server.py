@@ -50,7 +50,8 @@ class NatsTransportServer(TransportServer):
 
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         self._dispatcher, self._tg = dispatcher, task_group
-        self._spawner = Spawner(task_group)
+        self._spawner = Spawner()
+        await self._spawner.start(task_group)
         self._clock = primitives().clock
         urls = self._settings.urls()
         if self._settings.embedded:
