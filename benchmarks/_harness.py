@@ -108,8 +108,15 @@ async def run_peer(
         ready = await server.next_event(30)
         if ready is None or ready.get("event") != "ready":
             return {"failure": await server.why("the peer server did not start")}
-        client_argv = [*base, "client", "--address", str(ready["address"]),
-                       "--server-pid", str(ready["pid"]), *argv]
+        client_argv = [
+            *base,
+            "client",
+            "--address",
+            str(ready["address"]),
+            "--server-pid",
+            str(ready["pid"]),
+            *argv,
+        ]
         async with open_child(client_argv, env) as client:
             while True:
                 event = await client.next_event(60)
@@ -138,8 +145,9 @@ def peer_main(
 ) -> int:
     """The script's entry point. ``around_run`` (``run`` role only) wraps both processes, e.g.
     to start a broker, and yields extra arguments for them."""
-    parser = argparse.ArgumentParser(description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("role", nargs="?", choices=("run", "server", "client"), default="run")
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
@@ -166,11 +174,13 @@ def peer_main(
         if record.get("failure"):
             print(f"{name}: FAILED {record['failure']}")
         else:
-            print(f"{name} {record['backend']} {record['kind']} payload={record['payload']} "
-                  f"c={record['concurrency']}: {record['req_per_s']:,.0f} req/s "
-                  f"p50={record['p50_us']:.0f}us p99={record['p99_us']:.0f}us "
-                  f"cpu/req={record['client_cpu_us']}+{record['server_cpu_us']}us "
-                  f"chunks/s={record['chunks_per_s']} errors={record['errors']}")
+            print(
+                f"{name} {record['backend']} {record['kind']} payload={record['payload']} "
+                f"c={record['concurrency']}: {record['req_per_s']:,.0f} req/s "
+                f"p50={record['p50_us']:.0f}us p99={record['p99_us']:.0f}us "
+                f"cpu/req={record['client_cpu_us']}+{record['server_cpu_us']}us "
+                f"chunks/s={record['chunks_per_s']} errors={record['errors']}"
+            )
     else:
         print(json.dumps(record))
     return 0 if not record.get("failure") and record.get("errors") == 0 else 1

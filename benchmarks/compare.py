@@ -53,8 +53,16 @@ def _transports() -> list[str]:
 
 
 def _load(args: argparse.Namespace, payload: int, concurrency: int) -> tuple[str, ...]:
-    return ("--payload", str(payload), "--concurrency", str(concurrency),
-            "--duration", str(args.duration), "--warmup", str(args.warmup))
+    return (
+        "--payload",
+        str(payload),
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+    )
 
 
 def echo_entries(args: argparse.Namespace, payload: int = 1024, c: int = 64) -> list[Entry]:
@@ -73,11 +81,13 @@ def echo_entries(args: argparse.Namespace, payload: int = 1024, c: int = 64) -> 
     for mode in _transports():
         out.append(bench(f"{mode} asyncio", "--mode", mode, "--backend", "asyncio", *load))
         out.append(bench(f"{mode} trio", "--mode", mode, "--backend", "trio", *load))
-        out.append(bench(f"{mode} uvloop", "--mode", mode, "--backend", "asyncio", "--uvloop",
-                         *load))
+        out.append(
+            bench(f"{mode} uvloop", "--mode", mode, "--backend", "asyncio", "--uvloop", *load)
+        )
     if "tcp" in _transports():
-        out.append(bench("tcp asyncio direct", "--mode", "tcp", "--backend", "asyncio",
-                         "--direct", *load))
+        out.append(
+            bench("tcp asyncio direct", "--mode", "tcp", "--backend", "asyncio", "--direct", *load)
+        )
     return out
 
 
@@ -86,13 +96,23 @@ def stream_entries(args: argparse.Namespace) -> list[Entry]:
     out = [
         peer("raw asyncio stream", "raw_asyncio.py", "--kind", "stream", *load),
         peer("raw uvloop stream", "raw_asyncio.py", "--kind", "stream", "--uvloop", *load),
-        peer("raw anyio/trio stream", "raw_anyio.py", "--kind", "stream", "--backend", "trio",
-             *load),
+        peer(
+            "raw anyio/trio stream", "raw_anyio.py", "--kind", "stream", "--backend", "trio", *load
+        ),
     ]
     for mode in _transports():
         for backend in ("asyncio", "trio"):
-            out.append(bench(f"{mode} {backend} stream", "--mode", mode, "--backend", backend,
-                             "--stream", *load))
+            out.append(
+                bench(
+                    f"{mode} {backend} stream",
+                    "--mode",
+                    mode,
+                    "--backend",
+                    backend,
+                    "--stream",
+                    *load,
+                )
+            )
     return out
 
 
@@ -100,25 +120,36 @@ def large_entries(args: argparse.Namespace) -> list[Entry]:
     load = _load(args, 1 << 20, 4)
     out = [
         peer("raw asyncio 1 MiB (inline)", "raw_asyncio.py", "--inline", *load),
-        peer("raw anyio/trio 1 MiB (inline)", "raw_anyio.py", "--inline", "--backend", "trio",
-             *load),
+        peer(
+            "raw anyio/trio 1 MiB (inline)", "raw_anyio.py", "--inline", "--backend", "trio", *load
+        ),
     ]
     for mode in [m for m in _transports() if m != "nats"]:  # nats-server's max_payload: 1 MiB
         for backend in ("asyncio", "trio"):
-            out.append(bench(f"{mode} {backend} 1 MiB", "--mode", mode, "--backend", backend,
-                             *load))
+            out.append(
+                bench(f"{mode} {backend} 1 MiB", "--mode", mode, "--backend", backend, *load)
+            )
     return out
 
 
 def many_entries(args: argparse.Namespace) -> list[Entry]:
-    load = ("--payload", "1024", "--concurrency", "10000", "--requests", "50000",
-            "--warmup", "0")
+    load = ("--payload", "1024", "--concurrency", "10000", "--requests", "50000", "--warmup", "0")
     out = [peer("raw asyncio 10k in flight", "raw_asyncio.py", *load)]
     # http is left out: at 10,000 in flight it needs minutes (see docs/benchmarks.md).
     for mode in [m for m in _transports() if m != "http"]:
         for backend in ("asyncio", "trio"):
-            out.append(bench(f"{mode} {backend} 10k in flight", "--mode", mode, "--backend",
-                             backend, "--timeout", "60", *load))
+            out.append(
+                bench(
+                    f"{mode} {backend} 10k in flight",
+                    "--mode",
+                    mode,
+                    "--backend",
+                    backend,
+                    "--timeout",
+                    "60",
+                    *load,
+                )
+            )
     return out
 
 
@@ -128,15 +159,15 @@ def sweep_entries(args: argparse.Namespace) -> list[Entry]:
         load = _load(args, 1024, c)
         out += [
             peer(f"raw asyncio c={c}", "raw_asyncio.py", "--inline", *load),
-            peer(f"raw anyio/trio c={c}", "raw_anyio.py", "--inline", "--backend", "trio",
-                 *load),
+            peer(f"raw anyio/trio c={c}", "raw_anyio.py", "--inline", "--backend", "trio", *load),
             peer(f"nats-py c={c}", "nats_reqrep.py", *load),
             peer(f"grpcio c={c}", "grpc_echo.py", *load),
         ]
         for mode in _transports():
             for backend in ("asyncio", "trio"):
-                out.append(bench(f"{mode} {backend} c={c}", "--mode", mode, "--backend",
-                                 backend, *load))
+                out.append(
+                    bench(f"{mode} {backend} c={c}", "--mode", mode, "--backend", backend, *load)
+                )
     return out
 
 
@@ -190,9 +221,11 @@ def _n(value: float | None, digits: int = 0) -> str:
 
 
 def table(rows: Sequence[Record]) -> str:
-    lines = ["| stack | req/s (median) | min-max | p50 ms | p99 ms | chunks/s |"
-             " CPU us/req client + server | errors | client / server peak RSS MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| stack | req/s (median) | min-max | p50 ms | p99 ms | chunks/s |"
+        " CPU us/req client + server | errors | client / server peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         if r["req_per_s"] is None:
             lines.append(f"| {r['label']} | FAILED: {r['failures'][0][:120]} | | | | | | | |")
@@ -215,23 +248,52 @@ def table(rows: Sequence[Record]) -> str:
 
 TARGETS = (
     # (what, numerator label, denominator label, metric, target)
-    ("TCP asyncio vs raw asyncio echo", "tcp asyncio", "raw asyncio (inline)", "req_per_s",
-     0.85),
-    ("TCP asyncio vs raw asyncio echo, task/request", "tcp asyncio",
-     "raw asyncio (task/request)", "req_per_s", 0.85),
+    ("TCP asyncio vs raw asyncio echo", "tcp asyncio", "raw asyncio (inline)", "req_per_s", 0.85),
+    (
+        "TCP asyncio vs raw asyncio echo, task/request",
+        "tcp asyncio",
+        "raw asyncio (task/request)",
+        "req_per_s",
+        0.85,
+    ),
     ("TCP asyncio vs nats-py", "tcp asyncio", "nats-py request/reply", "req_per_s", 2.0),
     ("TCP trio vs raw anyio on trio", "tcp trio", "raw anyio/trio (inline)", "req_per_s", 1.0),
     ("TCP uvloop vs raw uvloop", "tcp uvloop", "raw uvloop (inline)", "req_per_s", 0.8),
-    ("TCP stream chunks/s vs raw asyncio", "tcp asyncio stream", "raw asyncio stream",
-     "chunks_per_s", 0.85),
-    ("TCP trio stream chunks/s vs raw anyio/trio", "tcp trio stream", "raw anyio/trio stream",
-     "chunks_per_s", 0.85),
-    ("TCP 1 MiB x4 vs raw asyncio", "tcp asyncio 1 MiB", "raw asyncio 1 MiB (inline)",
-     "req_per_s", 0.8),
-    ("TCP trio 1 MiB x4 vs raw anyio/trio", "tcp trio 1 MiB", "raw anyio/trio 1 MiB (inline)",
-     "req_per_s", 0.8),
-    ("manager vs direct transport client (TCP asyncio)", "tcp asyncio", "tcp asyncio direct",
-     "req_per_s", 0.95),
+    (
+        "TCP stream chunks/s vs raw asyncio",
+        "tcp asyncio stream",
+        "raw asyncio stream",
+        "chunks_per_s",
+        0.85,
+    ),
+    (
+        "TCP trio stream chunks/s vs raw anyio/trio",
+        "tcp trio stream",
+        "raw anyio/trio stream",
+        "chunks_per_s",
+        0.85,
+    ),
+    (
+        "TCP 1 MiB x4 vs raw asyncio",
+        "tcp asyncio 1 MiB",
+        "raw asyncio 1 MiB (inline)",
+        "req_per_s",
+        0.8,
+    ),
+    (
+        "TCP trio 1 MiB x4 vs raw anyio/trio",
+        "tcp trio 1 MiB",
+        "raw anyio/trio 1 MiB (inline)",
+        "req_per_s",
+        0.8,
+    ),
+    (
+        "manager vs direct transport client (TCP asyncio)",
+        "tcp asyncio",
+        "tcp asyncio direct",
+        "req_per_s",
+        0.95,
+    ),
 )
 
 
@@ -244,8 +306,10 @@ def _bound(row: Record) -> float | None:
 
 
 def ratios(rows: dict[str, Record]) -> list[str]:
-    out = ["| target | measured ratio (median rates) | CPU-bound ratio | goal | verdict |",
-           "|---|---:|---:|---:|---|"]
+    out = [
+        "| target | measured ratio (median rates) | CPU-bound ratio | goal | verdict |",
+        "|---|---:|---:|---:|---|",
+    ]
     for what, num, den, metric, goal in TARGETS:
         a, b = rows.get(num), rows.get(den)
         if not a or not b or not a.get(metric) or not b.get(metric):
@@ -259,8 +323,9 @@ def ratios(rows: dict[str, Record]) -> list[str]:
     for label, row in rows.items():
         if "10k" in label and row["req_per_s"] is not None:
             verdict = "completed" if row["errors"] == 0 and not row["failures"] else "FAILED"
-            out.append(f"| {label}: 50,000 requests, 10,000 in flight | - | - | all complete | "
-                       f"{verdict} |")
+            out.append(
+                f"| {label}: 50,000 requests, 10,000 in flight | - | - | all complete | {verdict} |"
+            )
     return out
 
 
@@ -282,8 +347,9 @@ async def main(args: argparse.Namespace) -> int:
                 argv = list(entry.argv)
                 if entry.peer and "nats_reqrep.py" in argv[0]:
                     argv += ["--url", env["REQUESTPLANE_NATS_URL"]]
-                sys.stderr.write(f"\rround {round_ + 1}/{args.rounds} "
-                                 f"{i}/{len(entries)} {entry.label:<40}")
+                sys.stderr.write(
+                    f"\rround {round_ + 1}/{args.rounds} {i}/{len(entries)} {entry.label:<40}"
+                )
                 sys.stderr.flush()
                 record = await measure(attrs.evolve(entry, argv=tuple(argv)), env)
                 record["label"], record["round"] = entry.label, round_
@@ -300,10 +366,15 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
-                        help="repeatable (default: echo, stream, large, many)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="repeatable (default: echo, stream, large, many)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.5)

@@ -1,6 +1,6 @@
 """grpcio's asyncio API: a unary echo of raw bytes (generic handler, no protobuf codegen).
 
-    python benchmarks/grpc_echo.py [--table]
+python benchmarks/grpc_echo.py [--table]
 """
 
 from __future__ import annotations

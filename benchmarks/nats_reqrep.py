@@ -68,5 +68,6 @@ async def connect(args: argparse.Namespace, address: str) -> AsyncIterator[Call]
 
 
 if __name__ == "__main__":
-    sys.exit(peer_main("nats-py", serve, connect, doc=__doc__, options=_options,
-                       around_run=_around))
+    sys.exit(
+        peer_main("nats-py", serve, connect, doc=__doc__, options=_options, around_run=_around)
+    )

@@ -22,8 +22,9 @@ import matplotlib.pyplot as plt  # after choosing the non-interactive backend
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("results", help="JSON lines written by compare.py --out")
     parser.add_argument("output", help="the PNG to write")
     args = parser.parse_args()
@@ -40,8 +41,9 @@ def main() -> int:
         sys.stderr.write("no sweep records (labels ending in ' c=N') in the results\n")
         return 1
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
-    ordered = sorted(runs.items(), key=lambda kv: -max(statistics.median(v)
-                                                       for v in kv[1].values()))
+    ordered = sorted(
+        runs.items(), key=lambda kv: -max(statistics.median(v) for v in kv[1].values())
+    )
     for stack, by_c in ordered:
         xs = sorted(by_c)
         ys = [statistics.median(by_c[c]) for c in xs]
@@ -50,9 +52,11 @@ def main() -> int:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent requests from one client")
     ax.set_ylabel("requests per second (median)")
-    ax.set_title("1 KiB echo on loopback, server and client in separate processes\n"
-                 f"(solid: requestplane transports; dashed: peers; {platform.python_version()})",
-                 fontsize=10)
+    ax.set_title(
+        "1 KiB echo on loopback, server and client in separate processes\n"
+        f"(solid: requestplane transports; dashed: peers; {platform.python_version()})",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()

@@ -14,8 +14,12 @@ import pstats
 import sys
 from collections import defaultdict
 
-IDLE = ("method 'poll' of 'select.epoll'", "method 'select' of 'select.epoll'",
-        "epoll_wait", "method 'poll' of 'select")
+IDLE = (
+    "method 'poll' of 'select.epoll'",
+    "method 'select' of 'select.epoll'",
+    "epoll_wait",
+    "method 'poll' of 'select",
+)
 
 LAYERS = (
     ("requestplane_core/bench", "bench load loop"),
@@ -68,8 +72,9 @@ def summarize(path: str, top: int) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("profiles", nargs="+")
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()

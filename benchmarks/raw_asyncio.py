@@ -62,9 +62,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, in
 
 @asynccontextmanager
 async def serve(args: argparse.Namespace) -> AsyncIterator[str]:
-    server = await asyncio.start_server(
-        lambda r, w: _handle(r, w, args.inline), "127.0.0.1", 0
-    )
+    server = await asyncio.start_server(lambda r, w: _handle(r, w, args.inline), "127.0.0.1", 0)
     async with server:
         host, port = server.sockets[0].getsockname()[:2]
         yield f"{host}:{port}"

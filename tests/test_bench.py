@@ -14,8 +14,18 @@ from requestplane_core.bench.latency import LatencyRecorder, percentile
 from requestplane_core.bench.load import LoadPlan, run_load
 
 KEYS = {
-    "mode", "backend", "kind", "payload", "concurrency", "requests", "errors", "seconds",
-    "req_per_s", "p50_us", "p99_us", "chunks_per_s",
+    "mode",
+    "backend",
+    "kind",
+    "payload",
+    "concurrency",
+    "requests",
+    "errors",
+    "seconds",
+    "req_per_s",
+    "p50_us",
+    "p99_us",
+    "chunks_per_s",
 }
 
 
@@ -30,8 +40,11 @@ def bench(*flags: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio", "asyncio+uvloop"])
 def test_bench_tcp_json(backend: str) -> None:
-    loop = ["--backend", "asyncio", "--uvloop"] if backend == "asyncio+uvloop" else [
-        "--backend", backend]
+    loop = (
+        ["--backend", "asyncio", "--uvloop"]
+        if backend == "asyncio+uvloop"
+        else ["--backend", backend]
+    )
     done = bench(*loop, "--requests", "200", "--concurrency", "8", "--warmup", "0", "--json")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
@@ -47,8 +60,21 @@ def test_bench_tcp_json(backend: str) -> None:
 
 
 def test_bench_tcp_stream_table() -> None:
-    done = bench("--backend", "asyncio", "--stream", "--chunks", "5", "--chunk-size", "100",
-                 "--requests", "20", "--concurrency", "4", "--warmup", "0")
+    done = bench(
+        "--backend",
+        "asyncio",
+        "--stream",
+        "--chunks",
+        "5",
+        "--chunk-size",
+        "100",
+        "--requests",
+        "20",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "0",
+    )
     assert done.returncode == 0, done.stderr
     header, row = done.stdout.splitlines()[-2:]
     assert header.split()[:3] == ["mode", "backend", "kind"]
@@ -57,8 +83,19 @@ def test_bench_tcp_stream_table() -> None:
 
 
 def test_bench_with_failing_requests_exits_non_zero() -> None:
-    done = bench("--backend", "asyncio", "--requests", "50", "--concurrency", "4",
-                 "--warmup", "0", "--json", "--endpoint", "fail")
+    done = bench(
+        "--backend",
+        "asyncio",
+        "--requests",
+        "50",
+        "--concurrency",
+        "4",
+        "--warmup",
+        "0",
+        "--json",
+        "--endpoint",
+        "fail",
+    )
     assert done.returncode == 1
     (record,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert record["errors"] == 50 and record["requests"] == 0
@@ -69,7 +106,9 @@ def test_bench_with_failing_requests_exits_non_zero() -> None:
 def test_bench_unknown_mode_says_so() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "requestplane_core.cli", "bench", "--mode", "nope"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
     assert "unknown request plane mode 'nope'" in done.stderr
@@ -82,7 +121,10 @@ def test_percentiles_are_nearest_rank() -> None:
     values = recorder.sorted()
     assert values == list(range(1, 101))
     assert (percentile(values, 0.5), percentile(values, 0.99), percentile(values, 1.0)) == (
-        50, 99, 100)
+        50,
+        99,
+        100,
+    )
     assert percentile([], 0.5) == 0
 
 

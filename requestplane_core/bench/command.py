@@ -272,7 +272,11 @@ def _verdict(args: argparse.Namespace, cases: list[Case], result: RunResult) -> 
         if args.mode and mode in args.mode:
             status = 1
     if not args.json and result.records:
-        sys.stdout.write(_headline(cases[0]) + "\n\n" + format_table(result.records) + "\n")
+        per = "stream" if cases[0].kind == "stream" else "request"
+        legend = (
+            f"cpu us: client + server CPU microseconds per {per}, which machine noise barely moves"
+        )
+        sys.stdout.write(f"{_headline(cases[0])}\n\n{format_table(result.records)}\n\n{legend}\n")
         sys.stdout.flush()
     for record in result.records:
         if is_clean(record):

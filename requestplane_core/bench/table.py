@@ -19,9 +19,21 @@ _COLUMNS = (
     "p99 ms",
     "chunks/s",
     "MiB/s",
+    "cpu us",
     "errors",
 )
-_RIGHT = {"payload", "conc", "requests", "req/s", "p50 ms", "p99 ms", "chunks/s", "MiB/s", "errors"}
+_RIGHT = {
+    "payload",
+    "conc",
+    "requests",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "chunks/s",
+    "MiB/s",
+    "cpu us",
+    "errors",
+}
 
 
 def human_bytes(n: int) -> str:
