@@ -76,7 +76,9 @@ def test_bench_tcp_stream_table() -> None:
         "0",
     )
     assert done.returncode == 0, done.stderr
-    header, row = done.stdout.splitlines()[-2:]
+    lines = done.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("mode "))
+    header, row = lines[at : at + 2]
     assert header.split()[:3] == ["mode", "backend", "kind"]
     assert row.split()[:4] == ["tcp", "asyncio", "stream", "x5"]
     assert row.split()[-1] == "0"  # errors
