@@ -185,6 +185,7 @@ class HttpClient(TransportClient):
                 connect_timeout=settings.connect_timeout,
                 idle_timeout=settings.idle_timeout,
                 max_connections=settings.max_connections,
+                http1_pool_size=settings.http1_pool_size,
                 tls=self._tls_context if target.pool_key[0] == "https" else None,
                 stats=self.stats,
                 task_group=self._group,

@@ -24,8 +24,6 @@ from .h2_connection import H2Connection
 
 __all__ = ["OriginPool"]
 
-_MAX_IDLE_H1 = 4
-
 
 class _Attempt:
     """One connection attempt that every request waiting for a connection shares, so that
@@ -46,6 +44,7 @@ class OriginPool:
         connect_timeout: float,
         idle_timeout: float,
         max_connections: int,
+        http1_pool_size: int,
         tls: Callable[[str], ssl.SSLContext] | None,
         stats: ClientStats,
         task_group: Callable[[], TaskGroup],
@@ -56,6 +55,7 @@ class OriginPool:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
         self._max_connections = max_connections
+        self._h1_pool_size = http1_pool_size
         self._tls = tls
         self._stats = stats
         self._task_group = task_group
@@ -156,7 +156,7 @@ class OriginPool:
     async def release_h1(self, conn: H1Connection) -> None:
         await conn.close()
         self._h1_active.discard(conn)
-        if conn.reusable and self._closed is None and len(self._h1_idle) < _MAX_IDLE_H1:
+        if conn.reusable and self._closed is None and len(self._h1_idle) < self._h1_pool_size:
             self._h1_idle.append(conn)
         else:
             await self._drop_h1(conn)

@@ -21,6 +21,7 @@ BAD = {
     "connect_timeout": "-1",
     "request_timeout": "soon",
     "http1_threshold": "lots",
+    "http1_pool_size": "-1",
     "max_connections": "0",
     "max_concurrent_streams": "-5",
     "keep_alive_timeout": "0",

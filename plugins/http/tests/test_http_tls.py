@@ -53,7 +53,7 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(tmp_path)
 
 
-LANES = {"h2": {}, "http1": {"http1_threshold": 1}}
+LANES = {"h2": {"http1_threshold": 1 << 30}, "http1": {"http1_threshold": 1}}
 
 
 @pytest.fixture(params=sorted(LANES))

@@ -16,7 +16,7 @@ from requestplane_core import (
 pytestmark = pytest.mark.anyio
 
 # Payloads from this size on go over HTTP/1.1 (see the README); the tests cover both lanes.
-LANES = {"h2": {}, "http1": {"http1_threshold": 1}}
+LANES = {"h2": {"http1_threshold": 1 << 30}, "http1": {"http1_threshold": 1}}
 
 
 @pytest.fixture(params=sorted(LANES))
