@@ -87,6 +87,14 @@ class Call:
         self.chunks.append(data)
         self._wake()
 
+    def chunks_from(self, seq: int, chunks: list[bytes]) -> None:
+        if seq != self.next_seq:
+            self.chunk(seq, b"")  # reports the gap
+            return
+        self.next_seq += len(chunks)
+        self.chunks.extend(chunks)
+        self._wake()
+
     def end(self, count: int) -> None:
         if count != self.next_seq:
             self.fail(
@@ -162,10 +170,18 @@ class ReplyInbox:
         elif wire.SEQ in headers:
             try:
                 seq = int(headers[wire.SEQ])
+                count = int(headers.get(wire.COUNT, "1"))
             except ValueError:
                 call.fail(ProtocolError("a stream chunk carries a malformed sequence number"))
-            else:
+                return
+            if count == 1 and wire.COUNT not in headers:
                 call.chunk(seq, msg.data)
+                return
+            chunks = wire.unpack_chunks(msg.data, count) if count > 0 else None
+            if chunks is None:
+                call.fail(ProtocolError("a batch of stream chunks is malformed"))
+            else:
+                call.chunks_from(seq, chunks)
             return
         elif wire.END in headers:
             try:

@@ -15,9 +15,7 @@ from requestplane_core import (
     Address,
     ConnectionLost,
     Dispatcher,
-    PayloadTooLarge,
     Request,
-    RequestPlaneError,
     TransportServer,
 )
 
@@ -25,6 +23,7 @@ from . import wire
 from .backend_primitives import Spawner, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
+from .responder import Responder
 from .settings import NatsSettings
 from .subjects import cancel_subject_for, endpoint_subject, instance_subject
 
@@ -136,7 +135,8 @@ class NatsTransportServer(TransportServer):
     async def _serve(self, request: Request, reply: str, scope: anyio.CancelScope) -> None:
         assert self._dispatcher is not None and self._link is not None
         try:
-            await self._dispatcher.handle(request, _Responder(self._link, reply), scope)
+            responder = Responder(self._link, reply, self._spawner.spawn)  # type: ignore[union-attr]
+            await self._dispatcher.handle(request, responder, scope)
         finally:
             self._inflight.pop(reply, None)
 
@@ -181,45 +181,3 @@ class NatsTransportServer(TransportServer):
             "inflight": len(self._inflight),
             "reconnects": link.stats().get("reconnects", 0) if link else 0,
         }
-
-
-class _Responder:
-    """Replies for one request; every method publishes one whole message (cancel-safe)."""
-
-    __slots__ = ("_link", "_reply", "_seq")
-
-    def __init__(self, link: NatsLink, reply: str) -> None:
-        self._link = link
-        self._reply = reply
-        self._seq = 0
-
-    def _check(self, size: int) -> None:
-        if self._link.closed:
-            raise ConnectionLost("the server's NATS connection is closed")
-        limit = self._link.max_payload
-        if size > limit:
-            raise PayloadTooLarge(
-                f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
-            )
-
-    async def send_response(self, payload: bytes) -> None:
-        self._check(len(payload))
-        await self._link.publish(self._reply, payload)
-
-    async def send_chunk(self, payload: bytes) -> None:
-        headers = {wire.SEQ: str(self._seq)}
-        self._check(len(payload) + wire.header_size(headers))
-        self._seq += 1
-        await self._link.publish(self._reply, payload, headers=headers)
-
-    async def send_end(self) -> None:
-        self._check(0)
-        await self._link.publish(self._reply, b"", headers={wire.END: str(self._seq)})
-
-    async def send_error(self, error: RequestPlaneError) -> None:
-        headers = wire.error_headers(error)
-        self._check(0)
-        room = self._link.max_payload - wire.header_size(headers)
-        await self._link.publish(
-            self._reply, wire.error_payload(error, max(room, 0)), headers=headers
-        )

@@ -11,7 +11,9 @@ answers on the reply inbox with either
   request/reply), or
 * chunks ``Rp-S: n`` (n = 0, 1, 2 ...) followed by exactly one end marker ``Rp-E: count``,
   or an error marker at any point: ``Rp-X: <error code>`` (and ``Rp-Y: <remote type>``) with
-  the message as payload.
+  the message as payload. Chunks yielded in one go may travel together: ``Rp-S: n`` and
+  ``Rp-C: k`` mark a batch of chunks n .. n+k-1, each framed as a 4-byte big-endian length
+  and its bytes.
 
 The caller checks every sequence number and the end count, so a lost chunk or a stream that
 stops early is an error, never a short success. NATS's own "no responders" status (503) on
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from requestplane_core import RequestPlaneError, error_from_wire
 
 __all__ = [
+    "COUNT",
     "DEADLINE",
     "END",
     "ERROR",
@@ -34,17 +37,21 @@ __all__ = [
     "error_headers",
     "error_payload",
     "header_size",
+    "pack_chunks",
     "read_error",
     "remaining_from_reply",
     "reply_token",
+    "unpack_chunks",
 ]
 
 DEADLINE = "Rp-T"
 SEQ = "Rp-S"
+COUNT = "Rp-C"
 END = "Rp-E"
 ERROR = "Rp-X"
 REMOTE_TYPE = "Rp-Y"
-RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, END, ERROR, REMOTE_TYPE))
+RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE))
+FRAME_OVERHEAD = 4
 
 _HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
 
@@ -62,6 +69,30 @@ def remaining_from_reply(reply: str) -> float | None:
     if not sep or "." in millis or not millis.isdigit():
         return None
     return int(millis) / 1000
+
+
+def pack_chunks(chunks: list[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for chunk in chunks:
+        parts.append(len(chunk).to_bytes(4, "big"))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def unpack_chunks(data: bytes, count: int) -> list[bytes] | None:
+    """The chunks of a batch, or ``None`` if the framing does not add up."""
+    chunks: list[bytes] = []
+    view, at, end = memoryview(data), 0, len(data)
+    for _ in range(count):
+        if at + 4 > end:
+            return None
+        size = int.from_bytes(view[at : at + 4], "big")
+        at += 4
+        if at + size > end:
+            return None
+        chunks.append(bytes(view[at : at + size]))
+        at += size
+    return chunks if at == end else None
 
 
 def header_size(headers: Mapping[str, str] | None) -> int:

@@ -154,3 +154,52 @@ async def test_stream_cancellation_reaches_the_handler(nats_url: str) -> None:
                     await started.wait()
                     tg.cancel_scope.cancel()
                 await cancelled.wait()
+
+
+async def test_batched_chunks_keep_order_sizes_and_empties(nats_url: str) -> None:
+    sizes = [0, 1, 5000, 0, 70_000, 3, 65_536, 0, 10] * 20
+
+    async def mixed(request: Request) -> AsyncIterator[bytes]:
+        for i, size in enumerate(sizes):
+            yield bytes([i % 251]) * size
+
+    with anyio.fail_after(20):
+        async with nats_server_of({"url": nats_url}) as server:
+            address = await server.register("mixed", mixed)
+            async with nats_client_of({"url": nats_url}) as client:
+                got = [c async for c in client.stream(address, b"")]
+                joined = await client.request(address, b"")
+    assert got == [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    assert joined == b"".join(got)
+
+
+async def test_slow_producer_chunk_is_not_held_back(nats_url: str) -> None:
+    """Each chunk must reach the caller while the handler waits for the caller's reaction."""
+    seen = [anyio.Event() for _ in range(5)]
+
+    async def ping_pong(request: Request) -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield b"%d" % i
+            await seen[i].wait()  # released only once the caller has chunk i
+
+    with anyio.fail_after(10):
+        async with nats_server_of({"url": nats_url}) as server:
+            address = await server.register("ping-pong", ping_pong)
+            async with nats_client_of({"url": nats_url}) as client:
+                got = []
+                async for chunk in client.stream(address, b""):
+                    got.append(chunk)
+                    seen[int(chunk)].set()
+    assert got == [b"0", b"1", b"2", b"3", b"4"]
+
+
+async def test_malformed_batch_is_a_protocol_error(nats_url: str) -> None:
+    async def behave(nc: Any, msg: Any) -> None:
+        # claims three chunks but frames only one
+        await nc.publish(msg.reply, b"\x00\x00\x00\x01a", headers={"Rp-S": "0", "Rp-C": "3"})
+
+    subject = "requestplane.faulty.batch"
+    with raw_responder(nats_url, subject, behave):
+        async with nats_client_of({"url": nats_url}) as client:
+            with anyio.fail_after(10), pytest.raises(ProtocolError, match="batch"):
+                await client.request(address_of(nats_url, subject), b"")

@@ -1,0 +1,106 @@
+"""Replies for one request on its reply inbox, with stream chunks coalesced per loop turn.
+
+Every NATS message costs the same fixed work in nats-py and nats-server whatever its size, and
+that work, not the bytes, bounds a stream of small chunks. So chunks that a handler yields in
+one go travel as one message (a batch): the first chunk of a batch schedules a flush one loop
+turn later, and the chunks that arrive before then join it. A handler that yields slowly sees
+each chunk leave after one loop turn; a fast one fills batches up to ``_BATCH_BYTES``, and a
+batch that is full goes out at once, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from anyio.lowlevel import checkpoint
+
+from requestplane_core import ConnectionLost, PayloadTooLarge, RequestPlaneError
+
+from . import wire
+from .nats_link import NatsLink
+
+__all__ = ["Responder"]
+
+_BATCH_BYTES = 64 * 1024
+# Room for the batch headers (sequence number and count).
+_HEADER_ROOM = 64
+
+Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
+
+
+class Responder:
+    """Cancel-safe: each method queues whole messages before it can be interrupted."""
+
+    __slots__ = ("_batch", "_batch_bytes", "_flush_pending", "_link", "_reply", "_seq", "_spawn")
+
+    def __init__(self, link: NatsLink, reply: str, spawn: Spawn) -> None:
+        self._link = link
+        self._reply = reply
+        self._spawn = spawn
+        self._seq = 0
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._flush_pending = False
+
+    def _check(self, size: int) -> int:
+        if self._link.closed:
+            raise ConnectionLost("the server's NATS connection is closed")
+        limit = self._link.max_payload
+        if size > limit:
+            raise PayloadTooLarge(
+                f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
+            )
+        return limit
+
+    async def send_response(self, payload: bytes) -> None:
+        self._check(len(payload))
+        await self._link.publish(self._reply, payload)
+
+    async def send_chunk(self, payload: bytes) -> None:
+        size = len(payload) + wire.FRAME_OVERHEAD
+        limit = self._check(size + _HEADER_ROOM)
+        batch_limit = min(_BATCH_BYTES, limit - _HEADER_ROOM)
+        if self._batch and self._batch_bytes + size > batch_limit:
+            await self._flush()
+        self._batch.append(payload)
+        self._batch_bytes += size
+        if self._batch_bytes >= batch_limit:
+            await self._flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            self._spawn(self._flush_soon)
+
+    async def _flush_soon(self) -> None:
+        await checkpoint()  # one loop turn: what the handler yields meanwhile joins the batch
+        self._flush_pending = False
+        await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if not batch:
+            return
+        first, self._seq = self._seq, self._seq + len(batch)
+        if len(batch) == 1:
+            await self._link.publish(self._reply, batch[0], headers={wire.SEQ: str(first)})
+        else:
+            await self._link.publish(
+                self._reply,
+                wire.pack_chunks(batch),
+                headers={wire.SEQ: str(first), wire.COUNT: str(len(batch))},
+            )
+
+    async def send_end(self) -> None:
+        self._check(0)
+        await self._flush()
+        await self._link.publish(self._reply, b"", headers={wire.END: str(self._seq)})
+
+    async def send_error(self, error: RequestPlaneError) -> None:
+        headers = wire.error_headers(error)
+        limit = self._check(0)
+        if not self._link.closed:
+            await self._flush()  # the chunks before the error arrive before it
+        room = limit - wire.header_size(headers)
+        await self._link.publish(
+            self._reply, wire.error_payload(error, max(room, 0)), headers=headers
+        )
