@@ -162,6 +162,11 @@ class Dispatcher:
             return await self._refuse(
                 responder, Unavailable(f"endpoint {request.endpoint!r} is draining")
             )
+        if request.deadline is not None and anyio.current_time() >= request.deadline:
+            # Expired in transit or in a queue: never start a handler nobody waits for.
+            return await self._refuse(
+                responder, DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
+            )
         if self._inflight >= self._max_inflight:
             return await self._refuse(
                 responder,

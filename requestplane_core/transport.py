@@ -79,7 +79,12 @@ class TransportSpec(Generic[S]):
 
 @attrs.define
 class ClientStats:
-    """Counters a client keeps; cheap enough to update on every request."""
+    """Counters a client keeps; cheap enough to update on every request.
+
+    ``requests`` counts unary calls and ``streams`` streamed calls; ``errors`` the calls that
+    ended in an error; ``bytes_sent`` / ``bytes_received`` count payload bytes (request
+    payloads, response payloads and chunks), not framing; ``open_connections`` is a gauge.
+    """
 
     requests: int = 0
     streams: int = 0

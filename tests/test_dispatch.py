@@ -259,3 +259,16 @@ async def test_handler_raising_cancelled_error_itself_is_a_remote_error() -> Non
     await d.handle(req("h"), r)
     [(_, error)] = r.events
     assert isinstance(error, RemoteError) and error.type_name == "CancelledError"
+
+
+async def test_an_already_expired_request_never_starts_its_handler() -> None:
+    d, r, ran = Dispatcher(), Recorder(), []
+
+    async def handler(request: Request) -> bytes:
+        ran.append(1)
+        return b""
+
+    d.register("h", handler)
+    await d.handle(req("h", deadline=anyio.current_time() - 1), r)
+    [(_, error)] = r.events
+    assert isinstance(error, DeadlineExceeded) and ran == []
