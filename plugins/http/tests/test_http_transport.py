@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+import sniffio
 from http_test_helpers import BOUND, served
 
 from requestplane_core import (
@@ -183,3 +184,43 @@ async def test_health_details() -> None:
         details = s.server.health().details
     assert details["scheme"] == "http"
     assert details["bound"].startswith("127.0.0.1:")
+
+
+def _task_count() -> int:
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return len(asyncio.all_tasks())
+    import trio
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return count(trio.lowlevel.current_root_task())
+
+
+async def test_cancelled_streams_leak_no_task_or_connection(lane: dict[str, object]) -> None:
+    async with served(client_settings=lane) as s:
+        with anyio.fail_after(BOUND):
+            assert await s.client.request(s.addr("echo"), b"warm") == b"warm"
+            await anyio.wait_all_tasks_blocked()
+            tasks = _task_count()
+            connections = s.client.stats.open_connections
+            for _ in range(30):
+                # (Non-empty payloads: in the HTTP/1.1 lane the threshold is 1 byte.)
+                async with s.client.stream(s.addr("endless"), b"x") as ticks:
+                    async for _tick in ticks:
+                        break
+                s.probe.started = anyio.Event()
+                async with anyio.create_task_group() as tg:  # a caller cancelled mid-call
+                    tg.start_soon(s.client.request, s.addr("block"), b"x")
+                    await s.probe.started.wait()
+                    tg.cancel_scope.cancel()
+            while s.server.health().inflight:  # noqa: ASYNC110 (a gauge without an event)
+                await anyio.sleep(0.01)
+            assert await s.client.request(s.addr("echo"), b"after") == b"after"
+            await anyio.wait_all_tasks_blocked()
+        assert s.client.stats.open_connections <= connections
+        assert _task_count() <= tasks
