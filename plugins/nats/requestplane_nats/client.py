@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from functools import partial
 
@@ -112,6 +113,11 @@ class NatsTransportClient(TransportClient):
 
     # -- sending -------------------------------------------------------------------------------
 
+    def _timeout(self, timeout: float | None) -> float:
+        if timeout is None:
+            timeout = self._settings.request_timeout
+        return math.inf if timeout is None else timeout
+
     def _prims(self) -> Primitives:
         prims = self._primitives
         if prims is None:
@@ -152,7 +158,7 @@ class NatsTransportClient(TransportClient):
         if not link.connected:
             raise ConnectionLost("not connected to the NATS server (reconnecting)")
         call = inbox.new_call(target.subject, remaining)
-        if prims.call_at is not None:
+        if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)
         await link.publish(target.subject, payload, call.reply, out, on_error=_send_failed(call))
@@ -206,9 +212,7 @@ class NatsTransportClient(TransportClient):
         self.stats.requests += 1
         try:
             target = self._targets.get(address) or self._target(address)
-            deadline = self._prims().clock() + (
-                self._settings.request_timeout if timeout is None else timeout
-            )
+            deadline = self._prims().clock() + self._timeout(timeout)
             inbox, call = await self._send(target, payload, headers, deadline)
             try:
                 await self._wait(call, deadline, whole=True)
@@ -240,7 +244,7 @@ class NatsTransportClient(TransportClient):
             address,
             payload,
             headers,
-            self._settings.request_timeout if timeout is None else timeout,
+            self._timeout(timeout),
         )
 
     async def aclose(self) -> None:

@@ -108,10 +108,12 @@ class NatsSettings:
         accepts="a number of seconds > 0",
         check=_positive,
     )
-    request_timeout: float = setting(
+    request_timeout: float | None = setting(
         30.0,
-        help="seconds a request may take when the caller gives no timeout",
-        accepts="a number of seconds > 0",
+        help="seconds a request may take when the caller gives no timeout; it travels to the "
+        "handler as its deadline. none: no limit (a caller then waits forever on a worker "
+        "that died mid-request: NATS does not report a vanished subscriber)",
+        accepts="a number of seconds > 0, or 'none'",
         check=_positive,
     )
     reconnect_wait: float = setting(

@@ -22,6 +22,7 @@ the inbox means nobody subscribes to the subject.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from requestplane_core import RequestPlaneError, error_from_wire
@@ -57,6 +58,8 @@ _HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
 
 
 def reply_token(call_id: int, remaining: float) -> str:
+    if remaining == math.inf:
+        return str(call_id)  # no deadline
     return f"{call_id}~{max(int(remaining * 1000), 0)}"
 
 
