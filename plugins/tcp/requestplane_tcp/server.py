@@ -13,6 +13,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 
 from requestplane_core import (
     Address,
+    ConfigError,
     ConnectionLost,
     Dispatcher,
     PayloadTooLarge,
@@ -89,7 +90,9 @@ class TcpServer(TransportServer):
                 local_host=host, local_port=self._settings.port
             )
         except OSError as exc:
-            raise RequestPlaneError(
+            # A configuration problem (port in use, address not on this machine): ConfigError
+            # reaches the caller of serve() as it is, not wrapped in an ExceptionGroup.
+            raise ConfigError(
                 f"the tcp server cannot listen on {host}:{self._settings.port}: "
                 f"{exc.strerror or exc}"
             ) from exc
