@@ -27,6 +27,7 @@ import anyio
 import attrs
 
 from requestplane_core.bench.nats_server import embedded_nats_server
+from requestplane_core.bench.observers import observing_plugins
 from requestplane_core.manager import installed_transports
 
 HERE = Path(__file__).resolve().parent
@@ -38,14 +39,20 @@ class Entry:
     label: str
     argv: tuple[str, ...]  # after the interpreter
     peer: bool  # a benchmarks/ script (else `requestplane bench`)
+    observed: bool = False  # keep the installed observing plugins (else they are disabled)
 
 
 def peer(label: str, script: str, *flags: str) -> Entry:
     return Entry(label, (str(HERE / script), *flags), peer=True)
 
 
-def bench(label: str, *flags: str) -> Entry:
-    return Entry(label, ("-m", "requestplane_core.cli", "bench", "--json", *flags), peer=False)
+def bench(label: str, *flags: str, observed: bool = False) -> Entry:
+    argv = ("-m", "requestplane_core.cli", "bench", "--json", *flags)
+    return Entry(label, argv, peer=False, observed=observed)
+
+
+def _observers() -> list[str]:
+    return observing_plugins(installed_transports())
 
 
 def _transports() -> list[str]:
@@ -84,6 +91,9 @@ def echo_entries(args: argparse.Namespace, payload: int = 1024, c: int = 64) -> 
         out.append(
             bench(f"{mode} uvloop", "--mode", mode, "--backend", "asyncio", "--uvloop", *load)
         )
+    if "tcp" in _transports() and _observers():
+        label = f"tcp asyncio + {','.join(_observers())} hooks"
+        out.append(bench(label, "--mode", "tcp", "--backend", "asyncio", *load, observed=True))
     if "tcp" in _transports():
         out.append(
             bench("tcp asyncio direct", "--mode", "tcp", "--backend", "asyncio", "--direct", *load)
@@ -340,8 +350,15 @@ async def main(args: argparse.Namespace) -> int:
     if args.only:
         entries = [e for e in entries if any(word in e.label for word in args.only)]
     results: dict[str, list[Record]] = {e.label: [] for e in entries}
+    # The project's rows measure the core and the transport: observing plugins installed in
+    # this environment are disabled, except in the one row that measures them.
+    plain = dict(env)
+    if _observers():
+        denied = [env.get("REQUESTPLANE_DISABLE_PLUGINS", ""), *_observers()]
+        plain["REQUESTPLANE_DISABLE_PLUGINS"] = ",".join(d for d in denied if d)
     async with embedded_nats_server() as url:
         env.setdefault("REQUESTPLANE_NATS_URL", url)
+        plain.setdefault("REQUESTPLANE_NATS_URL", url)
         for round_ in range(args.rounds):
             for i, entry in enumerate(entries, 1):
                 argv = list(entry.argv)
@@ -351,7 +368,8 @@ async def main(args: argparse.Namespace) -> int:
                     f"\rround {round_ + 1}/{args.rounds} {i}/{len(entries)} {entry.label:<40}"
                 )
                 sys.stderr.flush()
-                record = await measure(attrs.evolve(entry, argv=tuple(argv)), env)
+                entry_env = env if entry.observed or entry.peer else plain
+                record = await measure(attrs.evolve(entry, argv=tuple(argv)), entry_env)
                 record["label"], record["round"] = entry.label, round_
                 results[entry.label].append(record)
                 if args.out:

@@ -14,6 +14,7 @@ from .cpu import CpuMeter
 from .emit import emit
 from .endpoints import stream_request
 from .load import Call, LoadPlan, run_load
+from .observers import observing_plugins
 from .record import make_record
 from .rss import peak_rss_kib
 
@@ -84,6 +85,7 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
             server_rss = int(stats["rss_kib"])
         except Exception:
             server_rss = None  # the run's verdict comes from the load, not from this
+    observers = [] if case.direct else observing_plugins(plane.plugins)
     record = make_record(
         case,
         outcome,
@@ -91,4 +93,5 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
         server_rss_kib=server_rss,
         cpu_us=meter.per_request_us(outcome.completed + outcome.errors),
     )
+    record["observers"] = observers
     emit("result", record=record)

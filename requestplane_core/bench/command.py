@@ -15,6 +15,7 @@ import anyio
 from ..errors import ConfigError
 from ..manager import installed_transports
 from .case import Case
+from .observers import observing_plugins
 from .progress import ProgressBar
 from .record import is_clean
 from .runner import RunResult, run_cases
@@ -218,6 +219,13 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
                         profile=_profile_dir(args.profile),
                     )
                 )
+    observers = observing_plugins(registry)
+    if observers and not args.direct:
+        names = ",".join(observers)
+        notes.append(
+            f"observing plugins run on every request: {names} (measured with them; "
+            f"REQUESTPLANE_DISABLE_PLUGINS={names} measures without)"
+        )
     return cases, notes
 
 
