@@ -162,3 +162,23 @@ async def test_load_counts_a_stalled_run_as_lost() -> None:
     with anyio.fail_after(10):
         outcome = await run_load(hang, LoadPlan(concurrency=7, requests=100, stall_timeout=0.3))
     assert (outcome.completed, outcome.errors, outcome.lost) == (0, 0, 7)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("512", 512), ("1k", 1024), ("1KiB", 1024), ("2MiB", 2 << 20), ("0", 0)]
+)
+def test_sizes_take_binary_units(text: str, size: int) -> None:
+    from requestplane_core.bench.command import _size
+
+    assert _size(text) == size
+
+
+def test_a_size_that_is_not_one_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "requestplane_core.cli", "bench", "--payload", "1MB"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "'1MB' is not a size" in done.stderr
