@@ -179,7 +179,7 @@ class InstrumentedClient(TransportClient):
         return RequestEvent(
             side="client",
             transport=self._transport,
-            endpoint=parsed.endpoint,
+            endpoint=self._inner.endpoint_of(parsed),
             headers=dict(headers or {}),
             address=str(parsed),
             stream=stream,
@@ -223,3 +223,6 @@ class InstrumentedClient(TransportClient):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+    def endpoint_of(self, address: Address) -> str:
+        return self._inner.endpoint_of(address)

@@ -174,6 +174,14 @@ class TransportClient(abc.ABC):
     async def aclose(self) -> None:
         """Fail what is still in flight with ``ConnectionLost`` and close every connection."""
 
+    def endpoint_of(self, address: Address) -> str:
+        """The endpoint name ``address`` designates, for instrumentation and logs.
+
+        The default is the address's last path segment; a transport whose addresses encode
+        endpoints otherwise (NATS subjects) overrides it.
+        """
+        return address.endpoint
+
     async def __aenter__(self) -> Self:
         self._owned_tg = anyio.create_task_group()
         await self._owned_tg.__aenter__()
