@@ -298,7 +298,7 @@ TARGETS = (
         0.8,
     ),
     (
-        "manager vs direct transport client (TCP asyncio)",
+        "manager (no observing plugins) vs direct transport client (TCP asyncio)",
         "tcp asyncio",
         "tcp asyncio direct",
         "req_per_s",
