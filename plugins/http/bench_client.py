@@ -60,6 +60,12 @@ async def _serve_plain(backend: str) -> None:
     from hypercorn.config import Config
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # hypercorn on trio insists on the protocol
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
         if scope["type"] != "http":
             return
         body = b""

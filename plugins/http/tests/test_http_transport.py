@@ -224,3 +224,23 @@ async def test_cancelled_streams_leak_no_task_or_connection(lane: dict[str, obje
             await anyio.wait_all_tasks_blocked()
         assert s.client.stats.open_connections <= connections
         assert _task_count() <= tasks
+
+
+async def test_http1_survives_hypercorns_connection_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With hypercorn's per-connection request limit lowered to 5, every fifth answer carries
+    # Connection: close; the client retires that connection and no call fails. (Over HTTP/2
+    # hypercorn's own GOAWAY loses answers, which is why the server lifts the limit; the
+    # client's side of a graceful GOAWAY is tested against a scripted server.)
+    monkeypatch.setattr("requestplane_http.server._UNLIMITED_REQUESTS", 5)
+    async with served(client_settings={"http1_threshold": 1}) as s:
+
+        async def call(i: int) -> None:
+            assert await s.client.request(s.addr("echo"), b"%d" % i) == b"%d" % i
+
+        with anyio.fail_after(BOUND * 2):
+            for i in range(23):
+                await call(i)
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(call, i)
+        assert s.client.stats.errors == 0
