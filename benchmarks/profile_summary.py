@@ -1,16 +1,26 @@
 """Where the CPU time of a profiled benchmark went, by layer and by function.
 
+From cProfile files (``requestplane bench --profile DIR``)::
+
     requestplane bench --mode tcp --duration 5 --profile prof/
     python benchmarks/profile_summary.py prof/*.prof
 
+or from py-spy's raw output, sampling the bench's server and client processes (on-CPU
+samples only, and no profiler overhead on the measured code: the better numbers)::
+
+    py-spy record --subprocesses --format raw -o tcp.txt -- \
+        python -m requestplane_core.cli bench --mode tcp --backend asyncio --duration 4
+    python benchmarks/profile_summary.py tcp.txt
+
 Time blocked in the event loop's poll (waiting for the peer) is left out: the shares are of
-the CPU the process spent, grouped by where the code lives.
+the CPU the process spent, grouped by where the code lives (the innermost frame).
 """
 
 from __future__ import annotations
 
 import argparse
 import pstats
+import re
 import sys
 from collections import defaultdict
 
@@ -21,6 +31,23 @@ IDLE = (
     "method 'poll' of 'select",
 )
 
+# Leaves that are waiting, not working (the bench server's stdin watcher thread included).
+PYSPY_IDLE = (
+    "EpollSelector.select",
+    "EpollIOManager.get_events",
+    "_wait_for_eof",
+    "concurrent/futures/thread.py",
+    "threading.py",
+)
+
+# py-spy sees no native frames: a syscall shows as the Python function that made it.
+SYSCALLS = (
+    ("_SelectorSocketTransport.write", "socket send (syscall, asyncio)"),
+    ("_read_ready__data_received", "socket recv (syscall, asyncio)"),
+    ("_SelectorSocketTransport._write_ready", "socket send (syscall, asyncio)"),
+    ("EpollIOManager.get_events", "epoll (syscall)"),
+)
+
 LAYERS = (
     ("requestplane_core/bench", "bench load loop"),
     ("requestplane_core", "requestplane core (dispatch, manager)"),
@@ -29,11 +56,15 @@ LAYERS = (
     ("requestplane_nats", "nats transport"),
     ("requestplane_uds", "uds transport"),
     ("hypercorn", "hypercorn"),
-    ("/h2/", "h2"),
-    ("/h11/", "h11"),
+    ("h2/", "h2 (+ hpack, hyperframe)"),
+    ("hpack/", "h2 (+ hpack, hyperframe)"),
+    ("hyperframe/", "h2 (+ hpack, hyperframe)"),
+    ("priority/", "h2 (+ hpack, hyperframe)"),
+    ("h11/", "h11"),
     ("httpx", "httpx/httpcore"),
     ("httpcore", "httpx/httpcore"),
-    ("/nats/", "nats-py"),
+    ("nats/", "nats-py"),
+    ("(startup)", "startup (imports)"),
     ("anyio", "anyio"),
     ("trio", "trio"),
     ("asyncio", "asyncio"),
@@ -44,6 +75,11 @@ LAYERS = (
 
 def layer_of(func: tuple[str, int, str]) -> str:
     filename, _, name = func
+    for needle, layer in SYSCALLS:
+        if name.endswith(needle):
+            return layer
+    if filename.endswith("trio/_socket.py"):
+        return "socket send/recv (syscall, trio)"
     where = f"{filename}:{name}"
     for needle, layer in LAYERS:
         if needle in where:
@@ -71,6 +107,58 @@ def summarize(path: str, top: int) -> str:
     return "\n".join(lines)
 
 
+def _frame_key(frame: str) -> tuple[str, int, str]:
+    # py-spy writes "function (path/file.py:line)"
+    name, _, where = frame.rpartition(" (")
+    filename, _, line = where.rstrip(")").rpartition(":")
+    return filename, int(line) if line.isdigit() else 0, name
+
+
+def _role(process: str) -> str | None:
+    """``server tcp`` / ``client raw_asyncio.py`` from py-spy's ``process PID:"cmdline"``."""
+    match = re.search(r"(\S+) (server|client) ", process)
+    if match is None:
+        return None
+    what = match.group(1).rsplit("/", 1)[-1]
+    if what == "requestplane_core.bench":
+        what = process.split('"mode":"', 1)[-1].split('"', 1)[0]
+    return f"{match.group(2)} {what}"
+
+
+def summarize_pyspy(path: str, top: int) -> str:
+    """A py-spy raw (collapsed stacks) file: one summary per bench worker process."""
+    own: dict[str, dict[tuple[str, int, str], int]] = defaultdict(lambda: defaultdict(int))
+    with open(path) as lines:
+        for line in lines:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            frames = stack.split(";")
+            roles = [f for f in frames if f.startswith("process ")]
+            who = _role(roles[-1] if roles else "")
+            if who is None:
+                continue  # the parent, which only relays progress
+            leaf = frames[-1]
+            if leaf.startswith("process ") or any(i in leaf for i in IDLE + PYSPY_IDLE):
+                continue  # no Python frame, or blocked: py-spy's idle test misses some
+            if any("importlib._bootstrap" in f for f in frames):
+                own[who][("(startup)", 0, "imports")] += int(count)
+                continue
+            own[who][_frame_key(leaf)] += int(count)
+    out = []
+    for who, funcs in sorted(own.items()):
+        total = sum(funcs.values()) or 1
+        layers: dict[str, float] = defaultdict(float)
+        for func, n in funcs.items():
+            layers[layer_of(func)] += n
+        out.append(f"== {path}: {who}: {total} on-CPU samples")
+        for layer, n in sorted(layers.items(), key=lambda kv: -kv[1]):
+            out.append(f"  {n / total:6.1%}  {layer}")
+        out.append("  top functions (own samples):")
+        for (filename, line, name), n in sorted(funcs.items(), key=lambda kv: -kv[1])[:top]:
+            short = filename.rsplit("site-packages/", 1)[-1]
+            out.append(f"  {n / total:6.1%}  {name}  ({short}:{line})")
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,7 +167,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()
     for path in args.profiles:
-        print(summarize(path, args.top))
+        print(
+            summarize(path, args.top) if path.endswith(".prof") else summarize_pyspy(path, args.top)
+        )
     return 0
 
 
