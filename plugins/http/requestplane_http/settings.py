@@ -73,7 +73,7 @@ class HttpSettings:
     )
     connect_timeout: float = setting(
         10.0,
-        help="seconds the client waits for a TCP (and TLS) connection",
+        help="seconds the client waits to connect: TCP, TLS, and the server's HTTP/2 settings",
         accepts="a number of seconds > 0",
         check=_positive,
     )
