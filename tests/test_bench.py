@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -38,7 +39,19 @@ def bench(*flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio", "asyncio+uvloop"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "asyncio",
+        "trio",
+        pytest.param(
+            "asyncio+uvloop",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
+            ),
+        ),
+    ],
+)
 def test_bench_tcp_json(backend: str) -> None:
     loop = (
         ["--backend", "asyncio", "--uvloop"]

