@@ -117,6 +117,11 @@ class ThreadBridge(LoopBridge):
         self._space: anyio.Event | None = None
         self._blocked = False
         self._closed = False
+        # Sends of one trio scheduling round share one cross-thread wakeup: the first send
+        # wakes this trio task, which lets the round finish before it pokes the loop.
+        self._kick_wanted = trio.Event()
+        self._kicker_scope = trio.CancelScope()
+        trio.lowlevel.spawn_system_task(self._kicker, name="requestplane-nats-kicker")
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._main, args=(started,), name="requestplane-nats-loop", daemon=True
@@ -198,7 +203,7 @@ class ThreadBridge(LoopBridge):
         self._outbound.append((fn, args, on_error))
         if not self._out_scheduled:
             self._out_scheduled = True
-            self._loop.call_soon_threadsafe(self._kick)
+            self._kick_wanted.set()
         if len(self._outbound) > _HIGH_WATER:
             if self._space is None:
                 self._space = anyio.Event()
@@ -215,16 +220,30 @@ class ThreadBridge(LoopBridge):
         with anyio.CancelScope(shield=True):
             await passed.wait()
 
+    async def _kicker(self) -> None:
+        trio = self._trio
+        with self._kicker_scope:
+            while True:
+                await self._kick_wanted.wait()
+                self._kick_wanted = trio.Event()
+                await trio.lowlevel.checkpoint()  # the rest of this round's sends join in
+                try:
+                    self._loop.call_soon_threadsafe(self._kick)
+                except RuntimeError:
+                    return  # the loop is closed
+
     def _release(self) -> None:
         space, self._space = self._space, None
         if space is not None:
             space.set()
 
     def deliver(self, fn: Callable[..., object], *args: Any) -> None:
+        # Called in the nats-py loop. The wakeup of trio waits for the end of this loop step,
+        # so that every message nats-py hands over in it shares one wakeup.
         self._inbound.append((fn, args))
         if not self._in_scheduled:
             self._in_scheduled = True
-            self._to_trio(self._drain_inbound)
+            self._loop.call_soon(self._to_trio, self._drain_inbound)
 
     def _to_trio(self, fn: Callable[[], object]) -> None:
         try:
@@ -251,6 +270,7 @@ class ThreadBridge(LoopBridge):
         if self._closed:
             return
         self._closed = True
+        self._kicker_scope.cancel()
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._kick)
             with anyio.CancelScope(shield=True):
