@@ -99,14 +99,15 @@ def test_handler_error_is_reported_as_remote_error(served: dict[str, str]) -> No
     assert out.stderr.decode().startswith("error: RemoteError: ValueError: ")
 
 
-def test_call_to_nothing_listening_is_unavailable() -> None:
+@pytest.mark.parametrize("scheme", ["tcp", "http"])
+def test_call_to_nothing_listening_is_unavailable(scheme: str) -> None:
     # A port that was just free: nothing listens there.
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = run("call", f"tcp://127.0.0.1:{port}/echo", "--data", "x", "--timeout", "5")
+    out = run("call", f"{scheme}://127.0.0.1:{port}/echo", "--data", "x", "--timeout", "5")
     assert out.returncode == 1
     # Nothing was sent, so the error is the retriable one (another instance may serve it).
     assert out.stderr.decode().startswith("error: Unavailable: ")

@@ -15,6 +15,7 @@ from requestplane_core import (
     ConnectionLost,
     ProtocolError,
     RequestPlaneError,
+    Unavailable,
     error_from_wire,
 )
 
@@ -184,11 +185,15 @@ class OriginPool:
                         tls_standard_compatible=False,
                     )
         except TimeoutError:
-            raise ConnectionLost(
+            # Nothing was sent: retrying (here or on another instance) is safe.
+            raise Unavailable(
                 f"connecting to {self.origin} timed out after {self._connect_timeout} s"
             ) from None
-        except (OSError, anyio.BrokenResourceError, ssl.SSLError) as exc:
+        except (ssl.SSLError, anyio.BrokenResourceError) as exc:
+            # A TLS refusal is a configuration problem: retrying will not help.
             raise ConnectionLost(describe_io_error(exc, self.origin, connecting=True)) from None
+        except OSError as exc:
+            raise Unavailable(describe_io_error(exc, self.origin, connecting=True)) from None
         if context is not None:
             agreed = stream.extra(TLSAttribute.alpn_protocol, None)
             if agreed not in (alpn, None) or (alpn == "h2" and agreed != "h2"):
