@@ -50,6 +50,8 @@ def main() -> int:
         style = "-" if not stack.startswith(("raw", "nats-py", "grpcio", "httpx")) else "--"
         ax.plot(xs, ys, style, marker="o", label=stack)
     ax.set_xscale("log", base=2)
+    ticks = sorted({c for by_c in runs.values() for c in by_c})
+    ax.set_xticks(ticks, [str(c) for c in ticks])
     ax.set_xlabel("concurrent requests from one client")
     ax.set_ylabel("requests per second (median)")
     ax.set_title(
