@@ -23,7 +23,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .instrumentation import RequestEvent
-from .manager import RequestPlane
+from .manager import RequestPlane, installed_transports, read_core_settings
 from .plugins import PluginRegistry, PluginWarning, load_plugins
 from .request import Handler, HandlerResult, Request
 from .server import Health, Server, serve
@@ -72,8 +72,10 @@ __all__ = [
     "describe_settings",
     "error_from_wire",
     "hookimpl",
+    "installed_transports",
     "load_plugins",
     "load_settings",
+    "read_core_settings",
     "serve",
     "setting",
     "transport_env_prefix",
