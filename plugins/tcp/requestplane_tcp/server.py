@@ -39,6 +39,7 @@ from .framing import (
     frame_limits,
     request_body_limit,
 )
+from .request_tasks import Spawn, request_tasks
 from .settings import TcpSettings
 from .tls import check_tls_settings, server_context
 from .tls_stream import tls_handshake
@@ -51,7 +52,6 @@ _WILDCARDS = {"0.0.0.0": socket.AF_INET, "::": socket.AF_INET6, "": socket.AF_IN
 _CLOSE_TIMEOUT = 5.0  # seconds aclose() gives connections to flush their queued frames
 _GOODBYE_TIMEOUT = 1.0  # seconds a misbehaving peer gets to receive why we close
 _CHUNKS_PER_YIELD = 16
-_TASK_NAME = "requestplane-tcp request"  # naming tasks up front saves anyio deriving a name
 
 
 class TcpServer(TransportServer):
@@ -65,7 +65,6 @@ class TcpServer(TransportServer):
         )
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
-        self._spawn: Any = None
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._listener: Any = None
         self._accept_scope = anyio.CancelScope()
@@ -80,7 +79,6 @@ class TcpServer(TransportServer):
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
         self._tg = task_group
-        self._spawn = task_group.start_soon
         # anyio.CancelScope() looks its backend up on every call; one scope per request
         # makes that worth skipping by instantiating the backend's class directly.
         self._new_scope = type(anyio.CancelScope())
@@ -202,7 +200,14 @@ class TcpServer(TransportServer):
             try:
                 with anyio.fail_after(timeout):
                     await fc.read_preamble()
-                await fc.run_reader(conn)
+                async with request_tasks() as tasks:
+                    conn.spawn = tasks.spawn
+                    try:
+                        await fc.run_reader(conn)
+                    finally:
+                        # Stop the handlers before their tasks are waited for: nobody
+                        # reads their answers any more.
+                        conn.cancel_requests()
             except FrameError as exc:
                 log.warning("tcp connection from %s closed: %s", fc.peer, exc)
                 # Tell the peer why, if it speaks the protocol well enough to read it.
@@ -247,13 +252,14 @@ class TcpServer(TransportServer):
 class _ServerConnection:
     """The request table of one accepted connection."""
 
-    __slots__ = ("active", "fc", "scope", "server")
+    __slots__ = ("active", "fc", "scope", "server", "spawn")
 
     def __init__(self, server: TcpServer, fc: FrameConnection) -> None:
         self.server = server
         self.fc = fc
         self.scope = anyio.CancelScope()
         self.active: dict[int, _Responder] = {}
+        self.spawn: Spawn = _not_reading
 
     def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
         if kind == REQUEST:
@@ -267,12 +273,7 @@ class _ServerConnection:
             deadline = None if remaining is None else anyio.current_time() + remaining
             responder = _Responder(self, rid, server._new_scope())
             self.active[rid] = responder
-            server._spawn(
-                server._handle,
-                Request(endpoint, payload, headers, deadline),
-                responder,
-                name=_TASK_NAME,
-            )
+            self.spawn(server._handle, Request(endpoint, payload, headers, deadline), responder)
         elif kind == CANCEL:
             cancelled = self.active.pop(rid, None)
             if cancelled is not None:
@@ -305,6 +306,10 @@ class _ServerConnection:
     def abort(self) -> None:
         """The connection is gone: cancel every handler still running for it."""
         self.fc.abandon()
+        self.cancel_requests()
+
+    def cancel_requests(self) -> None:
+        """Cancel every handler still running; none of them may send anything more."""
         active, self.active = self.active, {}
         for responder in active.values():
             responder.open = False
@@ -380,6 +385,10 @@ class _Responder:
         fc = self._check_open()
         self.finish()
         fc.send(encode_error(self.rid, error))
+
+
+def _not_reading(*args: Any) -> None:
+    raise RuntimeError("a request arrived on a connection that is not reading")
 
 
 def _too_large(size: int, limit: int) -> PayloadTooLarge:

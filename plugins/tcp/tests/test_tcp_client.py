@@ -366,17 +366,22 @@ async def test_cancelling_the_caller_cancels_the_handler() -> None:
 
 async def test_timeout_is_deadline_exceeded_and_cancels_the_handler() -> None:
     block = _Blocker()
-    async with running({"block": block}) as (_s, addresses), client() as c:
+    async with running({"block": block, "echo": echo}) as (_s, addresses), client() as c:
         with anyio.fail_after(BOUND):
+            # Connected beforehand: on a busy machine, connecting alone can take the whole
+            # timeout, and a request whose deadline passed is never sent (or never started).
+            await c.request(addresses["echo"], b"")
             with pytest.raises(DeadlineExceeded):
-                await c.request(addresses["block"], b"", timeout=0.2)
+                await c.request(addresses["block"], b"", timeout=0.5)
             await block.cancelled.wait()
 
 
 async def test_request_timeout_setting_applies_when_no_timeout_is_given() -> None:
     block = _Blocker()
-    async with running({"block": block}) as (_s, addresses), client(request_timeout=0.2) as c:
+    handlers = {"block": block, "echo": echo}
+    async with running(handlers) as (_s, addresses), client(request_timeout=0.5) as c:
         with anyio.fail_after(BOUND):
+            await c.request(addresses["echo"], b"")  # connected beforehand, as above
             with pytest.raises(DeadlineExceeded):
                 await c.request(addresses["block"], b"")
             await block.cancelled.wait()
