@@ -91,18 +91,26 @@ async def _echo(request: Request) -> bytes:
     return request.payload
 
 
-def _snapshot(server: Server) -> dict[str, object]:
+def _snapshot(server: Server, client: TransportClient | None = None) -> dict[str, object]:
+    """What a leak would grow: the server's in-flight requests (and the transport's own
+    count of connections or requests, where it reports one), the event loop's tasks, this
+    process's file descriptors, the client's open connections."""
     health = server.health()
-    return {
+    counts: dict[str, object] = {
         "inflight": health.inflight,
         "tasks": running_tasks(),
         "fds": open_fds(),
         **{k: v for k, v in health.details.items() if k in ("connections", "inflight")},
     }
+    if client is not None:
+        counts["client_connections"] = client.stats.open_connections
+    return counts
 
 
-def _back_to(server: Server, base: dict[str, object]) -> bool:
-    now = _snapshot(server)
+def _back_to(
+    server: Server, base: dict[str, object], client: TransportClient | None = None
+) -> bool:
+    now = _snapshot(server, client)
     return all(now[k] <= v for k, v in base.items())  # type: ignore[operator]
 
 
@@ -169,7 +177,7 @@ async def test_every_way_of_cancelling_cancels_the_handler_and_leaks_nothing(
             await handlers.wait_idle()
             assert await client.request(addr["echo"], b"warm") == b"warm"
             await anyio.wait_all_tasks_blocked()
-        base = _snapshot(server)
+        base = _snapshot(server, client)
 
         for round_ in range(ROUNDS):
 
@@ -193,7 +201,8 @@ async def test_every_way_of_cancelling_cancels_the_handler_and_leaks_nothing(
         with anyio.fail_after(BOUND):
             assert await client.request(addr["echo"], b"after") == b"after"
         await settle(
-            lambda: _back_to(server, base), lambda: f"before {base}, after {_snapshot(server)}"
+            lambda: _back_to(server, base, client),
+            lambda: f"before {base}, after {_snapshot(server, client)}",
         )
 
 
@@ -230,6 +239,7 @@ async def test_client_closed_mid_stream_fails_its_calls_and_frees_everything(
             await handlers.wait_idle()
 
         tally.assert_accounted(streams + 1, {"ConnectionLost"})
+        assert leaving.stats.open_connections == 0
         await settle(
             lambda: _back_to(server, base), lambda: f"before {base}, after {_snapshot(server)}"
         )
