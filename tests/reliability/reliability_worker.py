@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from requestplane_core import Request, RequestPlane
+from requestplane_core import Handler, Request, RequestPlane
 
 #: Seconds a ``slow`` load request works: long enough for callers to cancel it mid-flight.
 SLOW = 0.05
@@ -65,7 +65,13 @@ async def chunks(request: Request) -> AsyncIterator[bytes]:
         yield tag + b".%d" % j
 
 
-ENDPOINTS = {"echo": echo, "block": block, "endless": endless, "work": work, "chunks": chunks}
+ENDPOINTS: dict[str, Handler] = {
+    "echo": echo,
+    "block": block,
+    "endless": endless,
+    "work": work,
+    "chunks": chunks,
+}
 
 
 async def main() -> None:

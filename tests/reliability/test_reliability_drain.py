@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -190,7 +191,7 @@ async def _crowd(
 
     held.expect(finishers + stragglers)
     for i in range(finishers):
-        run("finished", (lambda i=i: finisher(i)) if i % 2 else finisher_stream)
+        run("finished", functools.partial(finisher, i) if i % 2 else finisher_stream)
     for i in range(stragglers):
         run("straggler", straggler if i % 2 else straggler_stream)
     await held.started.wait()
