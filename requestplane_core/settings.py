@@ -52,7 +52,10 @@ def setting(
     and error message.
     """
     return attrs.field(
-        default=default, metadata={_META: _SettingInfo(help, accepts, check, secret)}
+        default=default,
+        metadata={_META: _SettingInfo(help, accepts, check, secret)},
+        # A settings object ends up in reprs, tracebacks and logs: never with its secrets.
+        repr=(lambda value: "'<hidden>'" if value is not None else "None") if secret else True,
     )
 
 

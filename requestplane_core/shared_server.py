@@ -65,8 +65,8 @@ async def acquire_shared_server(
         spawn_loop_task(lambda: _host(table, spec, entry, drain_timeout, max_inflight, hooks))
     elif entry.settings != settings:
         raise ConfigError(
-            f"a {spec.name} server with other settings already runs in this event loop "
-            f"({entry.settings!r}); every manager of one mode shares one server"
+            f"a {spec.name} server with other settings ({_differing(entry.settings, settings)})"
+            " already runs in this event loop; every manager of one mode shares one server"
         )
     entry.users += 1
     await entry.ready.wait()
@@ -75,6 +75,15 @@ async def acquire_shared_server(
         assert entry.error is not None
         raise entry.error
     return entry.server
+
+
+def _differing(one: object, other: object) -> str:
+    """The names (never the values: some are secrets) of the settings that differ."""
+    cls = type(one)
+    if attrs.has(cls) and cls is type(other):
+        fields: tuple[attrs.Attribute[Any], ...] = attrs.fields(cls)
+        return ", ".join(f.name for f in fields if getattr(one, f.name) != getattr(other, f.name))
+    return "a different settings object"
 
 
 async def release_shared_server(server: Server) -> None:

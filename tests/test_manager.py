@@ -134,3 +134,14 @@ async def test_observing_hooks_see_both_sides_and_can_add_headers() -> None:
     assert by["server", "fail"].outcome == "RemoteError"
     assert all(e.duration is not None and e.duration >= 0 for e in recorder.finished)
     assert len(recorder.started) == len(recorder.finished) == 6
+
+
+@pytest.mark.anyio
+async def test_settings_conflict_names_fields_not_values() -> None:
+    async with RequestPlane("tcp", environ={}, settings={"connect_timeout": 3.25}) as one:
+        await one.server()
+        async with RequestPlane("tcp", environ={}, settings={"connect_timeout": 7.5}) as two:
+            with pytest.raises(ConfigError) as info:
+                await two.server()
+    assert "connect_timeout" in str(info.value)
+    assert "3.25" not in str(info.value) and "7.5" not in str(info.value)

@@ -93,3 +93,9 @@ def test_describe_lists_variables_defaults_and_hides_nothing_but_secrets() -> No
     assert fields["port"].default == 0
     assert fields["port"].accepts == "an integer 0..65535"
     assert fields["token"].secret and not fields["host"].secret
+
+
+def test_secret_never_in_the_settings_repr() -> None:
+    s = load({P + "TOKEN": "s3cret-token"})
+    assert "s3cret-token" not in repr(s)
+    assert "token='<hidden>'" in repr(s)
