@@ -32,11 +32,11 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 class Responder:
     """Cancel-safe: each method queues whole messages before it can be interrupted."""
 
-    __slots__ = ("_batch", "_batch_bytes", "_flush_pending", "_link", "_reply", "_seq", "_spawn")
+    __slots__ = ("_batch", "_batch_bytes", "_flush_pending", "_link", "_seq", "_spawn", "reply")
 
     def __init__(self, link: NatsLink, reply: str, spawn: Spawn) -> None:
         self._link = link
-        self._reply = reply
+        self.reply = reply
         self._spawn = spawn
         self._seq = 0
         self._batch: list[bytes] = []
@@ -55,7 +55,7 @@ class Responder:
 
     async def send_response(self, payload: bytes) -> None:
         self._check(len(payload))
-        await self._link.publish(self._reply, payload)
+        await self._link.publish(self.reply, payload)
 
     async def send_chunk(self, payload: bytes) -> None:
         size = len(payload) + wire.FRAME_OVERHEAD
@@ -82,10 +82,10 @@ class Responder:
             return
         first, self._seq = self._seq, self._seq + len(batch)
         if len(batch) == 1:
-            await self._link.publish(self._reply, batch[0], headers={wire.SEQ: str(first)})
+            await self._link.publish(self.reply, batch[0], headers={wire.SEQ: str(first)})
         else:
             await self._link.publish(
-                self._reply,
+                self.reply,
                 wire.pack_chunks(batch),
                 headers={wire.SEQ: str(first), wire.COUNT: str(len(batch))},
             )
@@ -93,7 +93,7 @@ class Responder:
     async def send_end(self) -> None:
         self._check(0)
         await self._flush()
-        await self._link.publish(self._reply, b"", headers={wire.END: str(self._seq)})
+        await self._link.publish(self.reply, b"", headers={wire.END: str(self._seq)})
 
     async def send_error(self, error: RequestPlaneError) -> None:
         headers = wire.error_headers(error)
@@ -102,5 +102,5 @@ class Responder:
             await self._flush()  # the chunks before the error arrive before it
         room = limit - wire.header_size(headers)
         await self._link.publish(
-            self._reply, wire.error_payload(error, max(room, 0)), headers=headers
+            self.reply, wire.error_payload(error, max(room, 0)), headers=headers
         )

@@ -99,10 +99,9 @@ class NatsTransportServer(TransportServer):
             raise
 
     async def endpoint_removed(self, endpoint: str) -> None:
-        link = self._link
-        for sub in self._subs.pop(endpoint, []):
-            if link is not None:
-                await link.unsubscribe(sub)
+        subs = self._subs.pop(endpoint, [])
+        if self._link is not None:
+            await self._link.unsubscribe(subs)
 
     def _require_link(self) -> NatsLink:
         if self._link is None:
@@ -112,9 +111,9 @@ class NatsTransportServer(TransportServer):
     # -- requests (called on the anyio side, in order of arrival) ---------------------------
 
     def _on_request(self, endpoint: str, msg: Msg) -> None:
-        reply = msg.reply
-        if not reply or self._spawner is None:
-            return  # a plain publish: nobody waits for an answer
+        reply, link, spawner = msg.reply, self._link, self._spawner
+        if not reply or link is None or spawner is None:
+            return  # a plain publish (nobody waits for an answer), or the server is closed
         remaining = wire.remaining_from_reply(reply)
         deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
@@ -130,15 +129,16 @@ class NatsTransportServer(TransportServer):
         request = Request(endpoint, msg.data, headers, deadline)
         scope = anyio.CancelScope()
         self._inflight[reply] = scope
-        self._spawner.spawn(self._serve, request, reply, scope)
+        spawner.spawn(self._serve, request, Responder(link, reply, spawner.spawn), scope)
 
-    async def _serve(self, request: Request, reply: str, scope: anyio.CancelScope) -> None:
-        assert self._dispatcher is not None and self._link is not None
+    async def _serve(
+        self, request: Request, responder: Responder, scope: anyio.CancelScope
+    ) -> None:
+        assert self._dispatcher is not None
         try:
-            responder = Responder(self._link, reply, self._spawner.spawn)  # type: ignore[union-attr]
             await self._dispatcher.handle(request, responder, scope)
         finally:
-            self._inflight.pop(reply, None)
+            self._inflight.pop(responder.reply, None)
 
     def _on_cancel(self, msg: Msg) -> None:
         scope = self._inflight.get(msg.data.decode("utf-8", "replace"))
@@ -154,8 +154,10 @@ class NatsTransportServer(TransportServer):
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
-            for endpoint in list(self._subs):
-                await self.endpoint_removed(endpoint)
+            subs = [sub for endpoint_subs in self._subs.values() for sub in endpoint_subs]
+            self._subs.clear()
+            if self._link is not None:
+                await self._link.unsubscribe(subs)  # all at once: one linger, not one each
             for scope in list(self._inflight.values()):
                 scope.cancel()
             if self._spawner is not None:

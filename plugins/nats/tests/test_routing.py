@@ -115,3 +115,26 @@ async def test_not_a_nats_address(nats_url: str) -> None:
             await client.request("tcp://127.0.0.1:1/echo", b"")
         with pytest.raises(ConfigError):
             await client.request(address_of(nats_url, "requestplane.*"), b"")
+
+
+async def test_request_right_after_unregister_is_answered(nats_url: str) -> None:
+    """No request may fall into the gap between our UNSUB and nats-server processing it."""
+    settings = {"url": nats_url}
+    with anyio.fail_after(60):
+        async with nats_server_of(settings) as server, nats_client_of(settings) as client:
+            for _ in range(25):
+                address = await server.register("flicker", echo)
+                async with anyio.create_task_group() as tg:
+
+                    async def hammer(address: Address) -> None:
+                        # requests racing the unregister: each ends answered or not found
+                        for _ in range(20):
+                            try:
+                                await client.request(address, b"x", timeout=10)
+                            except EndpointNotFound:
+                                return
+
+                    tg.start_soon(hammer, address)
+                    await server.unregister("flicker")
+                with pytest.raises(EndpointNotFound):
+                    await client.request(address, b"x", timeout=10)
