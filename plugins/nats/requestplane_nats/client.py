@@ -19,6 +19,7 @@ from requestplane_core import (
     RequestPlaneError,
     ResponseStream,
     TransportClient,
+    Unavailable,
 )
 
 from . import wire
@@ -156,7 +157,8 @@ class NatsTransportClient(TransportClient):
                 f"{link.max_payload}"
             )
         if not link.connected:
-            raise ConnectionLost("not connected to the NATS server (reconnecting)")
+            # not sent, so safe to retry (calls in flight at the disconnect: ConnectionLost)
+            raise Unavailable("not connected to the NATS server (reconnecting)")
         call = inbox.new_call(target.subject, remaining)
         if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)

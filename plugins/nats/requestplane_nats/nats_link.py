@@ -20,7 +20,13 @@ from nats.aio.subscription import Subscription
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
-from requestplane_core import ConfigError, ConnectionLost
+from requestplane_core import (
+    ConfigError,
+    ConnectionLost,
+    ProtocolError,
+    RequestPlaneError,
+    Unavailable,
+)
 
 from .loop_bridge import LoopBridge, open_bridge
 from .settings import NatsSettings
@@ -80,8 +86,9 @@ class NatsLink:
     async def open(cls, settings: NatsSettings, urls: list[str], *, name: str) -> NatsLink:
         """Connect to the first of ``urls`` that answers; reconnects may use all of them.
 
-        Unreachable servers raise :class:`ConnectionLost`; refused credentials or an
-        untrusted certificate raise :class:`ConfigError` at once (retrying cannot fix them).
+        As in the TCP transport: unreachable servers raise :class:`Unavailable` (nothing was
+        sent, so another try is safe); a failed TLS handshake raises :class:`ProtocolError`
+        and refused credentials :class:`ConfigError`, at once (retrying cannot fix them).
         """
         tls = _ssl_context(settings)
         bridge = open_bridge()
@@ -94,17 +101,17 @@ class NatsLink:
                     with anyio.fail_after(settings.connect_timeout + 1):
                         await bridge.run(link._connect, settings, url, tls, name)
                 except (AuthorizationError, ssl.SSLError) as exc:
-                    raise _config_error(url, exc, settings) from None
+                    raise _refusal(url, exc, settings) from None
                 except (OSError, NatsError, TimeoutError) as exc:
                     cause = link.last_error if link.last_error is not None else exc
                     if _is_auth_error(cause):
-                        raise _config_error(url, cause, settings) from None
+                        raise _refusal(url, cause, settings) from None
                     errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
                 if tls is not None and not _server_uses_tls(nc):
                     await bridge.run(nc.close)
-                    raise ConfigError(
+                    raise ProtocolError(
                         f"TLS is configured but the NATS server at {safe_url(url)} does not "
                         "use TLS; refusing to send in the clear"
                     )
@@ -121,7 +128,7 @@ class NatsLink:
             if tls is not None
             else ""
         )
-        raise ConnectionLost(f"cannot connect to NATS: {'; '.join(errors)}{hint}")
+        raise Unavailable(f"cannot connect to NATS: {'; '.join(errors)}{hint}")
 
     async def _connect(
         self, settings: NatsSettings, url: str, tls: ssl.SSLContext | None, name: str
@@ -316,9 +323,9 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _config_error(url: str, exc: BaseException, settings: NatsSettings) -> ConfigError:
+def _refusal(url: str, exc: BaseException, settings: NatsSettings) -> RequestPlaneError:
     if isinstance(exc, ssl.SSLError):
-        return ConfigError(
+        return ProtocolError(
             f"TLS with the NATS server at {safe_url(url)} failed ({_reason(exc)}); check "
             "REQUESTPLANE_NATS_TLS_CA / TLS_CERT / TLS_KEY"
         )

@@ -12,7 +12,7 @@ import trustme
 from nats_test_helpers import echo, nats_client_of, nats_server_of
 from requestplane_nats import NatsServerProcess
 
-from requestplane_core import ConfigError, ConnectionLost, RequestPlaneError
+from requestplane_core import ConfigError, ProtocolError, RequestPlaneError, Unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -129,16 +129,17 @@ async def test_server_with_wrong_credentials_fails_to_start(token_nats: NatsServ
 async def test_tls(tls_nats: NatsServerProcess, pki: Pki) -> None:
     good = {"url": tls_nats.url, "tls_ca": str(pki.ca)}
     assert await roundtrip(good) == b"secure"
-    err = await refused(good, {"url": tls_nats.url, "tls_ca": str(pki.other_ca)})
+    err = await refused(good, {"url": tls_nats.url, "tls_ca": str(pki.other_ca)}, ProtocolError)
     assert "TLS" in str(err)
-    await refused(good, {"url": tls_nats.url})  # the system CAs do not know our test CA
+    # the system CAs do not know our test CA
+    await refused(good, {"url": tls_nats.url}, ProtocolError)
 
 
 async def test_tls_settings_against_a_plain_server_are_refused(
     nats_url: str, pki: Pki
 ) -> None:
     async with nats_client_of({"url": nats_url, "tls_ca": str(pki.ca)}) as client:
-        with anyio.fail_after(15), pytest.raises(ConfigError, match="does not use TLS"):
+        with anyio.fail_after(15), pytest.raises(ProtocolError, match="does not use TLS"):
             await client.request(f"nats://{nats_url[7:]}/requestplane.echo", b"")
 
 
@@ -154,7 +155,7 @@ async def test_mutual_tls(mtls_nats: NatsServerProcess, pki: Pki) -> None:
     # (TLS 1.3 sends that refusal after the handshake: depending on timing the client sees
     # the alert or a reset connection)
     err = await refused(good, {"url": mtls_nats.url, "tls_ca": str(pki.ca)},
-                        (ConfigError, ConnectionLost))
+                        (ProtocolError, Unavailable))
     assert "certificate" in str(err)
 
 
