@@ -52,6 +52,7 @@ from .framing import (
 from .settings import TcpSettings
 from .tls import check_tls_settings, client_context, tls_failure
 from .tls_stream import tls_handshake
+from .waiter import Waiter, waiter_factory
 
 __all__ = ["TcpClient"]
 
@@ -76,10 +77,10 @@ class _Target:
 class _Unary:
     """A request() in flight: its waiter and its outcome."""
 
-    __slots__ = ("chunks", "done", "error", "event", "size", "value")
+    __slots__ = ("chunks", "done", "error", "size", "value", "waiter")
 
-    def __init__(self, event: anyio.Event) -> None:
-        self.event = event
+    def __init__(self, waiter: Waiter) -> None:
+        self.waiter = waiter
         self.done = False
         self.value: bytes = b""
         self.error: _ErrorFactory | None = None
@@ -89,7 +90,7 @@ class _Unary:
     def on_response(self, payload: bytes) -> None:
         self.value = payload
         self.done = True
-        self.event.set()
+        self.waiter.set()
 
     def on_chunk(self, payload: bytes, limit: int) -> bool:
         """Collect a chunk of a streamed response; False if the joined response is too big."""
@@ -105,31 +106,31 @@ class _Unary:
     def on_end(self) -> None:
         self.value = b"".join(self.chunks) if self.chunks else b""
         self.done = True
-        self.event.set()
+        self.waiter.set()
 
     def fail(self, error: _ErrorFactory) -> None:
         self.error = error
         self.done = True
-        self.event.set()
+        self.waiter.set()
 
 
 class _StreamState:
     """A stream() in flight: chunks the reader delivered and the consumer has not taken."""
 
-    __slots__ = ("chunks", "done", "error", "event", "new_event", "waiting")
+    __slots__ = ("chunks", "done", "error", "new_waiter", "waiter", "waiting")
 
-    def __init__(self, new_event: Callable[[], anyio.Event]) -> None:
+    def __init__(self, new_waiter: Callable[[], Waiter]) -> None:
         self.chunks: deque[bytes] = deque()
         self.done = False
         self.error: _ErrorFactory | None = None
-        self.new_event = new_event
-        self.event: anyio.Event | None = None
+        self.new_waiter = new_waiter
+        self.waiter: Waiter | None = None
         self.waiting = False
 
     def _wake(self) -> None:
-        if self.waiting and self.event is not None:
+        if self.waiting and self.waiter is not None:
             self.waiting = False
-            self.event.set()
+            self.waiter.set()
 
     def on_response(self, payload: bytes) -> None:
         self.chunks.append(payload)
@@ -177,7 +178,7 @@ class _ClientConnection:
         "goodbye",
         "key",
         "max_message",
-        "new_event",
+        "new_waiter",
         "next_id",
         "reason",
         "scope",
@@ -188,7 +189,7 @@ class _ClientConnection:
         self.client = client
         self.key = key
         self.fc = fc
-        self.new_event = fc.new_event
+        self.new_waiter = waiter_factory()
         self.max_message = client._max_message
         self.calls: dict[int, _Call] = {}
         self.next_id = 0
@@ -332,7 +333,7 @@ class TcpClient(TransportClient):
             conn = self._conns.get(target.key)
             if conn is None:
                 conn = await self._connect(target, deadline)
-            call = _Unary(conn.new_event())
+            call = _Unary(conn.new_waiter())
             rid = conn.add(call)
             try:
                 if deadline is None:
@@ -342,7 +343,7 @@ class TcpClient(TransportClient):
                     stats.bytes_sent += size
                     if conn.fc.congested:
                         await conn.fc.wait_drained()
-                    await call.event.wait()
+                    await call.waiter.wait()
                 else:
                     remaining = deadline - anyio.current_time()
                     if remaining <= 0:
@@ -357,7 +358,7 @@ class TcpClient(TransportClient):
                     with anyio.CancelScope(deadline=deadline):
                         if conn.fc.congested:
                             await conn.fc.wait_drained()
-                        await call.event.wait()
+                        await call.waiter.wait()
             finally:
                 if not call.done:
                     conn.cancel(rid)  # cancelled, timed out, or never sent
@@ -611,7 +612,7 @@ class _TcpResponseStream(ResponseStream):
         conn = client._conns.get(target.key)
         if conn is None:
             conn = await client._connect(target, deadline)
-        state = _StreamState(conn.new_event)
+        state = _StreamState(conn.new_waiter)
         remaining = None
         if deadline is not None:
             remaining = deadline - anyio.current_time()
@@ -663,14 +664,14 @@ class _TcpResponseStream(ResponseStream):
                     raise state.error()
                 if state.done or self._closed:
                     raise StopAsyncIteration
-                state.event = state.new_event()
+                waiter = state.waiter = state.new_waiter()
                 state.waiting = True
                 try:
                     if self._deadline is None:
-                        await state.event.wait()
+                        await waiter.wait()
                     else:
                         with anyio.CancelScope(deadline=self._deadline):
-                            await state.event.wait()
+                            await waiter.wait()
                         if state.waiting:
                             self._abandon(
                                 lambda: DeadlineExceeded(
