@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, Protocol
 
+import anyio
 import sniffio
 from anyio.abc import TaskGroup
 
-__all__ = ["Primitives", "Spawner", "Waiter", "primitives"]
+__all__ = ["Primitives", "Spawner", "Waiter", "cancel_scope_factory", "primitives"]
 
 log = logging.getLogger("requestplane.nats")
 
@@ -24,7 +26,23 @@ log = logging.getLogger("requestplane.nats")
 class Waiter(Protocol):
     def set(self) -> None: ...
 
-    async def wait(self) -> Any: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+class _FutureWaiter:
+    """A one-shot event that is just a future: cheaper than ``asyncio.Event``."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        if not self._future.done():  # done: its waiter was cancelled
+            self._future.set_result(None)
+
+    def wait(self) -> Awaitable[None]:
+        return self._future
 
 
 class Primitives:
@@ -51,10 +69,16 @@ class Primitives:
 def primitives() -> Primitives:
     if sniffio.current_async_library() == "asyncio":
         loop = asyncio.get_running_loop()
-        return Primitives(loop.time, asyncio.Event, loop.call_at, None)
+        return Primitives(loop.time, partial(_FutureWaiter, loop), loop.call_at, None)
     import trio
 
     return Primitives(trio.current_time, trio.Event, None, trio.move_on_at)
+
+
+def cancel_scope_factory() -> Callable[[], anyio.CancelScope]:
+    """The running backend's concrete cancel scope class: ``anyio.CancelScope()`` looks the
+    backend up on every call."""
+    return type(anyio.CancelScope())
 
 
 class Spawner:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import partial
 
 import anyio
@@ -163,7 +163,7 @@ class NatsTransportClient(TransportClient):
         if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)
-        await link.publish(target.subject, payload, call.reply, out, on_error=_send_failed(call))
+        await link.publish(target.subject, payload, call.reply, out, on_error=call.send_failed)
         return inbox, call
 
     async def _wait(self, call: Call, deadline: float, *, whole: bool) -> None:
@@ -263,13 +263,6 @@ class NatsTransportClient(TransportClient):
                             cancel_subject_for(call.subject), call.reply.encode()
                         )
                 await inbox.link.aclose()
-
-
-def _send_failed(call: Call) -> Callable[[BaseException], None]:
-    def failed(exc: BaseException) -> None:
-        call.fail(ConnectionLost(f"could not send the request to NATS: {exc!r}"))
-
-    return failed
 
 
 class _NatsStream(ResponseStream):

@@ -28,7 +28,7 @@ from requestplane_core import (
     Unavailable,
 )
 
-from .loop_bridge import LoopBridge, open_bridge
+from .loop_bridge import LoopBridge, NativeBridge, open_bridge
 from .settings import NatsSettings
 
 __all__ = ["Msg", "NatsLink", "Subscription", "safe_url"]
@@ -74,6 +74,7 @@ class NatsLink:
 
     def __init__(self, bridge: LoopBridge, nc: Client, url: str) -> None:
         self._bridge = bridge
+        self._native = isinstance(bridge, NativeBridge)
         self._nc = nc
         self.url = url
         self.on_disconnect: Callable[[], object] | None = None
@@ -218,10 +219,16 @@ class NatsLink:
     async def subscribe(
         self, subject: str, on_msg: Callable[[Msg], object], queue: str = ""
     ) -> Subscription:
-        deliver = self._bridge.deliver
+        if isinstance(self._bridge, NativeBridge):
 
-        async def callback(msg: Msg) -> None:
-            deliver(on_msg, msg)
+            async def callback(msg: Msg) -> None:
+                on_msg(msg)  # same loop: no hand-over
+
+        else:
+            deliver = self._bridge.deliver
+
+            async def callback(msg: Msg) -> None:
+                deliver(on_msg, msg)
 
         return await self._bridge.run(self._nc.subscribe, subject, queue, callback)
 
@@ -277,6 +284,15 @@ class NatsLink:
         headers: dict[str, str] | None = None,
         on_error: Callable[[BaseException], object] | None = None,
     ) -> None:
+        if self._native:  # the per-request path: one coroutine layer less
+            try:
+                await self._nc.publish(subject, payload, reply, headers)
+            except Exception as exc:
+                if on_error is None:
+                    log.debug("nats: send failed: %r", exc)
+                else:
+                    on_error(exc)
+            return
         await self._bridge.send(
             self._nc.publish, subject, payload, reply, headers, on_error=on_error
         )

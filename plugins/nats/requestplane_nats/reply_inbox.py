@@ -113,6 +113,9 @@ class Call:
             self.timer = None
             self.fail(DeadlineExceeded(f"no response from {self.subject!r} in time"))
 
+    def send_failed(self, exc: BaseException) -> None:
+        self.fail(ConnectionLost(f"could not send the request to NATS: {exc!r}"))
+
     def fail(self, error: RequestPlaneError) -> None:
         if not self.done:
             self.error = error

@@ -20,7 +20,7 @@ from requestplane_core import (
 )
 
 from . import wire
-from .backend_primitives import Spawner, primitives
+from .backend_primitives import Spawner, cancel_scope_factory, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
 from .responder import Responder
@@ -41,6 +41,7 @@ class NatsTransportServer(TransportServer):
         self._tg: TaskGroup | None = None
         self._spawner: Spawner | None = None
         self._clock: Callable[[], float] = anyio.current_time
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._subs: dict[str, list[Subscription]] = {}
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
@@ -51,6 +52,7 @@ class NatsTransportServer(TransportServer):
         self._dispatcher, self._tg = dispatcher, task_group
         self._spawner = Spawner()
         await self._spawner.start(task_group)
+        self._new_scope = cancel_scope_factory()
         self._clock = primitives().clock
         urls = self._settings.urls()
         if self._settings.embedded:
@@ -127,7 +129,7 @@ class NatsTransportServer(TransportServer):
                 elif key.lower() not in wire.RESERVED:
                     headers[key] = value
         request = Request(endpoint, msg.data, headers, deadline)
-        scope = anyio.CancelScope()
+        scope = self._new_scope()
         self._inflight[reply] = scope
         spawner.spawn(self._serve, request, Responder(link, reply, spawner.spawn), scope)
 
