@@ -116,7 +116,7 @@ class NatsLink:
                         f"TLS is configured but the NATS server at {safe_url(url)} does not "
                         "use TLS; refusing to send in the clear"
                     )
-                if len(urls) > 1:
+                if len(urls) > 1 and hasattr(nc, "set_server_pool"):  # nats-py >= 2.12
                     nc.set_server_pool(urls)
                 return link
         except BaseException:
@@ -154,7 +154,7 @@ class NatsLink:
             "servers": [url],
             "name": name,
             "connect_timeout": settings.connect_timeout,
-            "reconnect_time_wait": settings.reconnect_wait,
+            "reconnect_time_wait": 0,  # the first connect: no pause before its one retry
             # The first connect must fail fast (wrong address, credentials) instead of
             # retrying for minutes; reconnecting is switched on once connected.
             "max_reconnect_attempts": 1,
@@ -178,6 +178,7 @@ class NatsLink:
         await self._nc.connect(**options)
         self._nc.options["allow_reconnect"] = True
         self._nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
+        self._nc.options["reconnect_time_wait"] = settings.reconnect_wait
 
     # -- connection events (called on the anyio side) ---------------------------------------
 

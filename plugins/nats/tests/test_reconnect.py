@@ -108,3 +108,15 @@ async def test_unreachable_nats_is_unavailable() -> None:
     async with nats_client_of({"url": url, "connect_timeout": 2.0}) as client:
         with anyio.fail_after(10), pytest.raises(Unavailable, match="cannot connect"):
             await client.request(f"nats://{url[7:]}/requestplane.echo", b"")
+
+
+async def test_url_list_skips_a_dead_server(nats_url: str) -> None:
+    with NatsServerProcess() as gone:
+        dead = gone.url
+    settings = {"url": f"{dead},{nats_url}"}
+    with anyio.fail_after(15):
+        async with nats_server_of(settings) as server:
+            address = await server.register("echo", echo)
+            assert f"nats://{address.host}:{address.port}" == nats_url
+            async with nats_client_of(settings) as client:
+                assert await client.request(address, b"second") == b"second"
