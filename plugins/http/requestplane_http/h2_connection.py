@@ -60,7 +60,7 @@ _CONFIG = h2.config.H2Configuration(
 
 
 class _GracefulH2(h2.connection.H2Connection):
-    """``h2`` with two client-side changes.
+    """``h2`` with three client-side changes.
 
     * ``h2`` treats every GOAWAY as the end of the connection and then refuses the frames of
       streams the server is still answering. A graceful GOAWAY (NO_ERROR) only means "no new
@@ -70,6 +70,8 @@ class _GracefulH2(h2.connection.H2Connection):
       single cost. :class:`H2Connection` enforces the limit itself (``available``), so only
       every ``_RECOUNT``-th new stream pays for the recount, which is also when ``h2`` drops
       its closed streams.
+    * A raised MAX_FRAME_SIZE applies from the frame right after the server's ACK, not from
+      the next read (see ``_local_settings_acked``).
     """
 
     _RECOUNT = 64
@@ -82,6 +84,18 @@ class _GracefulH2(h2.connection.H2Connection):
             self._opened = 0
             return super().open_outbound_streams
         return 0
+
+    def _local_settings_acked(
+        self,
+    ) -> dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting]:
+        changes = super()._local_settings_acked()
+        # h2 copies the frame size limit into its frame buffer once per receive_data() call,
+        # so the frames that arrive in the same read as the ACK were still held to the old
+        # 16 KiB limit although the server, having acknowledged MAX_FRAME_SIZE, may (and
+        # hypercorn does) send larger ones right behind it: "Received overlong frame" killed
+        # every stream on the connection. The new limit applies from the frame after the ACK.
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        return changes
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         if frame.error_code != 0:
