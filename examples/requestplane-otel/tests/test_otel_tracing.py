@@ -93,10 +93,6 @@ async def test_client_span_names_the_endpoint(
     transport: tuple[str, Mapping[str, object]], spans: InMemorySpanExporter
 ) -> None:
     mode, settings = transport
-    if mode == "nats":
-        # The core names the client-side endpoint after the address's last path segment;
-        # a NATS address ends with a subject ("requestplane.echo"), not the endpoint.
-        pytest.xfail("the core cannot tell the endpoint of a NATS address (reported)")
     async with RequestPlane(mode, settings=settings, environ={}) as plane:
         address = await (await plane.server()).register("echo", echo)
         with anyio.fail_after(BOUND):

@@ -27,7 +27,7 @@ from .backend_primitives import Primitives, primitives
 from .nats_link import NatsLink
 from .reply_inbox import Call, ReplyInbox
 from .settings import NatsSettings
-from .subjects import cancel_subject_for, valid_subject
+from .subjects import cancel_subject_for, endpoint_from_subject, valid_subject
 
 __all__ = ["NatsTransportClient"]
 
@@ -248,6 +248,9 @@ class NatsTransportClient(TransportClient):
             headers,
             self._timeout(timeout),
         )
+
+    def endpoint_of(self, address: Address) -> str:
+        return endpoint_from_subject(self._settings.subject_prefix, address.path)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -17,9 +17,12 @@ produce a reserved ``_`` level or collide with another name.
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 __all__ = [
     "CANCEL_TOKEN",
     "cancel_subject_for",
+    "endpoint_from_subject",
     "endpoint_subject",
     "instance_subject",
     "valid_subject",
@@ -69,3 +72,20 @@ def cancel_subject_for(subject: str) -> str:
     if head and last.startswith("_"):
         subject = head
     return f"{subject}.{CANCEL_TOKEN}"
+
+
+def _unescape_token(token: str) -> str:
+    if token == "%":
+        return ""
+    return unquote(token)
+
+
+def endpoint_from_subject(prefix: str, subject: str) -> str:
+    """The endpoint name a shared or per-instance subject under ``prefix`` designates (the
+    inverse of :func:`endpoint_subject`); a subject outside the prefix is returned as is."""
+    if not subject.startswith(prefix + "."):
+        return subject
+    levels = subject[len(prefix) + 1 :].split(".")
+    if len(levels) > 1 and levels[-1].startswith("_"):
+        levels.pop()  # the instance marker: endpoint levels never start with "_"
+    return ".".join(_unescape_token(t) for t in levels)

@@ -8,6 +8,7 @@ from nats_test_helpers import nats_client_of, nats_server_of
 from requestplane_nats import NatsSettings
 from requestplane_nats.subjects import (
     cancel_subject_for,
+    endpoint_from_subject,
     endpoint_subject,
     instance_subject,
     valid_subject,
@@ -76,8 +77,6 @@ def test_subject_scheme() -> None:
     assert all(not s.split(".", 1)[1].startswith("_") for s in subjects)
 
 
-
-
 @pytest.mark.anyio
 async def test_no_request_timeout_means_no_deadline(nats_url: str) -> None:
     deadlines: list[float | None] = []
@@ -94,3 +93,15 @@ async def test_no_request_timeout_means_no_deadline(nats_url: str) -> None:
                 assert await client.request(address, b"") == b"ok"
                 assert await client.request(address, b"", timeout=5) == b"ok"
     assert deadlines[0] is None and deadlines[1] is not None
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["echo", "llm.backend.generate", "_private", "odd*name>", "100%", "a..b", ""]
+)
+def test_an_endpoint_survives_its_subjects(endpoint: str) -> None:
+    shared = endpoint_subject("requestplane", endpoint)
+    assert endpoint_from_subject("requestplane", shared) == endpoint
+    assert (
+        endpoint_from_subject("requestplane", instance_subject("requestplane", endpoint, "i1"))
+        == endpoint
+    )
