@@ -22,7 +22,6 @@ from .exchange import Exchange, RetryElsewhere
 __all__ = ["MAX_ATTEMPTS", "HttpResponseStream", "read_unary"]
 
 MAX_ATTEMPTS = 3
-_UNLIMITED = 1 << 62
 
 
 def _cut_off() -> ConnectionLost:
@@ -41,18 +40,29 @@ async def read_unary(exchange: Exchange, max_size: int) -> bytes:
         await _raise_error_response(exchange, max_size)
     if exchange.content_type != wire.CONTENT_TYPE_STREAM:
         return await exchange.read_all(max_size)
-    # Each chunk is limited (by the server) to the max message size, their sum is not.
-    body = await exchange.read_all(_UNLIMITED)
-    decoder = wire.StreamDecoder(max_size + 1024)
+    # Each chunk is limited to the max message size, their sum is not. Decoded as it arrives,
+    # so that a chunk over this client's limit is refused on receipt, not after the whole body.
+    decoder = wire.StreamDecoder(max_size)
     chunks: list[bytes] = []
-    for kind, data in decoder.feed(body):
-        if kind == wire.FRAME_DATA:
-            chunks.append(data)
-        elif kind == wire.FRAME_END:
-            return b"".join(chunks)
-        else:
-            raise wire.decode_error(data)
-    raise _cut_off()
+    joined: bytes | None = None
+    while True:
+        data = await exchange.read_some()
+        if not data:
+            if joined is None:
+                raise _cut_off()
+            return joined
+        if joined is not None:
+            continue  # only the end of the body follows the end frame
+        for kind, payload in decoder.feed(data):
+            if kind == wire.FRAME_DATA:
+                chunks.append(payload)
+            elif kind == wire.FRAME_END:
+                joined = b"".join(chunks)
+                break
+            else:
+                raise wire.decode_error(payload)
+        if decoder.error is not None and joined is None:
+            raise decoder.error
 
 
 class HttpResponseStream(ResponseStream):
@@ -76,7 +86,7 @@ class HttpResponseStream(ResponseStream):
         self._payload_size = payload_size
         self._exchange: Exchange | None = None
         self._framed = False
-        self._decoder = wire.StreamDecoder(max_size + 1024)
+        self._decoder = wire.StreamDecoder(max_size)
         self._frames: deque[tuple[bytes, bytes]] = deque()
         self._finished = False
         self._complete = False  # the response's last frame arrived
@@ -120,6 +130,8 @@ class HttpResponseStream(ResponseStream):
                 if kind == wire.FRAME_END:
                     raise StopAsyncIteration
                 raise wire.decode_error(data)
+            if self._decoder.error is not None:
+                raise self._decoder.error  # after the chunks that came before it
             data = await exchange.read_some()
             if not data:
                 raise _cut_off()

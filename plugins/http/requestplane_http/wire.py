@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import quote, unquote
 
 from requestplane_core import (
+    PayloadTooLarge,
     ProtocolError,
     RemoteError,
     RequestPlaneError,
@@ -121,13 +122,26 @@ def encode_frame(kind: bytes, payload: bytes = b"") -> bytes:
 
 
 class StreamDecoder:
-    """Splits a framed body, fed in arbitrary pieces, back into frames."""
+    """Splits a framed body, fed in arbitrary pieces, back into frames.
 
-    def __init__(self, max_frame: int) -> None:
+    A chunk over ``max_chunk`` bytes (this client's max message size) is
+    ``PayloadTooLarge``: the server may allow larger messages, that does not break the
+    protocol. An unknown kind or an END/ERROR frame over its bound is ``ProtocolError``.
+    The frames before a bad one are still returned; :attr:`error` then holds the error and
+    the next :meth:`feed` raises it, so a caller hands out every good chunk first.
+    """
+
+    def __init__(self, max_chunk: int) -> None:
         self._buffer = bytearray()
-        self._max_frame = max_frame
+        self._max_chunk = max_chunk
+        # An error body is JSON of a code, a message and a type name: bounded by the same
+        # limit as a chunk, plus room for the JSON around a message of that size.
+        self._max_control = max_chunk + 1024
+        self.error: RequestPlaneError | None = None
 
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        if self.error is not None:
+            raise self.error
         buffer = self._buffer
         buffer += data
         frames: list[tuple[bytes, bytes]] = []
@@ -135,20 +149,35 @@ class StreamDecoder:
         size = FRAME_HEADER.size
         while len(buffer) - offset >= size:
             kind, length = FRAME_HEADER.unpack_from(buffer, offset)
-            if kind not in (FRAME_DATA, FRAME_END, FRAME_ERROR):
-                raise ProtocolError(f"unknown stream frame kind {kind!r}")
-            if length > self._max_frame:
-                raise ProtocolError(
-                    f"a stream frame of {length} bytes exceeds the maximum of {self._max_frame}"
-                )
+            error = self._check(kind, length)
+            if error is not None:
+                self.error = error
+                break
             if len(buffer) - offset - size < length:
                 break
             start = offset + size
             frames.append((kind, bytes(buffer[start : start + length])))
             offset = start + length
-        if offset:
+        if self.error is not None:
+            buffer.clear()
+        elif offset:
             del buffer[:offset]
         return frames
+
+    def _check(self, kind: bytes, length: int) -> RequestPlaneError | None:
+        if kind == FRAME_DATA:
+            if length > self._max_chunk:
+                return PayloadTooLarge(
+                    f"a stream chunk of {length} bytes exceeds this client's max_message_size "
+                    f"of {self._max_chunk} bytes"
+                )
+        elif kind not in (FRAME_END, FRAME_ERROR):
+            return ProtocolError(f"unknown stream frame kind {kind!r}")
+        elif length > self._max_control:
+            return ProtocolError(
+                f"a stream frame of {length} bytes exceeds the maximum of {self._max_control}"
+            )
+        return None
 
     @property
     def pending(self) -> int:

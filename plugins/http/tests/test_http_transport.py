@@ -3,6 +3,8 @@ pin down about HTTP in particular."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 import sniffio
@@ -12,6 +14,7 @@ from requestplane_core import (
     DeadlineExceeded,
     PayloadTooLarge,
     RemoteError,
+    Request,
 )
 
 pytestmark = pytest.mark.anyio
@@ -119,6 +122,31 @@ async def test_stream_error_midway_is_typed(lane: dict[str, object]) -> None:
                 seen.append(chunk)
     assert seen == [b"one"]
     assert info.value.type_name == "KeyError"
+
+
+async def test_a_chunk_over_the_clients_limit_is_payload_too_large() -> None:
+    # The server allows 256 KiB, this client 64 KiB: the 128 KiB chunk is over the client's
+    # limit, not a broken protocol. The chunk before it still arrives (it travels in the same
+    # read), and the connection serves on.
+    async def big_chunks(request: Request) -> AsyncIterator[bytes]:
+        yield b"small"
+        yield b"x" * (128 * 1024)
+        yield b"never"
+
+    async with served(
+        {"max_message_size": 256 * 1024}, client_settings={"max_message_size": 64 * 1024}
+    ) as s:
+        address = await s.server.register("big-chunks", big_chunks)
+        seen: list[bytes] = []
+        with anyio.fail_after(BOUND):
+            with pytest.raises(PayloadTooLarge, match="131072 bytes exceeds this client"):
+                async with s.client.stream(address, b"") as stream:
+                    async for chunk in stream:
+                        seen.append(chunk)
+            with pytest.raises(PayloadTooLarge, match="131072 bytes exceeds this client"):
+                await s.client.request(address, b"")
+            assert await s.client.request(s.addr("echo"), b"next") == b"next"
+    assert seen == [b"small"]
 
 
 async def test_large_payloads_both_ways() -> None:
