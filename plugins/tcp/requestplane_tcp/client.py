@@ -50,6 +50,7 @@ from .framing import (
     frame_limits,
 )
 from .settings import TcpSettings
+from .timers import LoopTimers, TimerHandle, loop_timers
 from .tls import check_tls_settings, client_context, tls_failure
 from .tls_stream import tls_handshake
 from .waiter import Waiter, waiter_factory
@@ -77,7 +78,7 @@ class _Target:
 class _Unary:
     """A request() in flight: its waiter and its outcome."""
 
-    __slots__ = ("chunks", "done", "error", "size", "value", "waiter")
+    __slots__ = ("chunks", "done", "error", "expiry", "size", "value", "waiter")
 
     def __init__(self, waiter: Waiter) -> None:
         self.waiter = waiter
@@ -86,6 +87,16 @@ class _Unary:
         self.error: _ErrorFactory | None = None
         self.chunks: list[bytes] | None = None
         self.size = 0
+        # (connection, request id, peer, timeout) of a call with a deadline, for expire().
+        self.expiry: tuple[_ClientConnection, int, str, float | None] | None = None
+
+    def expire(self) -> None:
+        """The call's deadline passed: tell the server to stop, and fail the call."""
+        if self.done or self.expiry is None:
+            return
+        conn, rid, peer, timeout = self.expiry
+        conn.cancel(rid)
+        self.fail(lambda: DeadlineExceeded(f"no answer from {peer} within the {timeout}s timeout"))
 
     def on_response(self, payload: bytes) -> None:
         self.value = payload
@@ -117,7 +128,7 @@ class _Unary:
 class _StreamState:
     """A stream() in flight: chunks the reader delivered and the consumer has not taken."""
 
-    __slots__ = ("chunks", "done", "error", "new_waiter", "waiter", "waiting")
+    __slots__ = ("chunks", "done", "error", "expiry", "new_waiter", "timer", "waiter", "waiting")
 
     def __init__(self, new_waiter: Callable[[], Waiter]) -> None:
         self.chunks: deque[bytes] = deque()
@@ -126,15 +137,28 @@ class _StreamState:
         self.new_waiter = new_waiter
         self.waiter: Waiter | None = None
         self.waiting = False
+        # The deadline's timer, and (connection, request id, peer, timeout) for expire().
+        # Kept here, not on the stream object: a stream dropped without aclose() must stay
+        # collectable, so that its __del__ stops the handler.
+        self.timer: TimerHandle | None = None
+        self.expiry: tuple[_ClientConnection, int, str, float | None] | None = None
 
     def _wake(self) -> None:
         if self.waiting and self.waiter is not None:
             self.waiting = False
             self.waiter.set()
 
+    def settle(self) -> None:
+        """Done: the deadline no longer matters."""
+        self.done = True
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+
     def on_response(self, payload: bytes) -> None:
         self.chunks.append(payload)
-        self.done = True
+        self.settle()
         self._wake()
 
     def on_chunk(self, payload: bytes, limit: int) -> bool:
@@ -144,14 +168,28 @@ class _StreamState:
         return True
 
     def on_end(self) -> None:
-        self.done = True
+        self.settle()
         self._wake()
 
     def fail(self, error: _ErrorFactory) -> None:
         if not self.done:
             self.error = error
-            self.done = True
+            self.settle()
         self._wake()
+
+    def expire(self) -> None:
+        """The stream's deadline passed: tell the server to stop, and fail the stream (after
+        the chunks already here)."""
+        self.timer = None
+        if self.done or self.expiry is None:
+            return
+        conn, rid, peer, timeout = self.expiry
+        conn.cancel(rid)
+        self.fail(
+            lambda: DeadlineExceeded(
+                f"the stream from {peer} did not end within its {timeout}s timeout"
+            )
+        )
 
 
 _Call = _Unary | _StreamState
@@ -287,9 +325,18 @@ class TcpClient(TransportClient):
         self._runners: set[anyio.CancelScope] = set()
         self._runners_done: anyio.Event | None = None
         self._closed = False
+        self._timers: LoopTimers | None = None
 
     def start(self, task_group: TaskGroup) -> None:
         self._tg = task_group
+
+    def _start_timers(self) -> LoopTimers:
+        if self._tg is None:
+            raise RequestPlaneError(
+                "the tcp client is not started: use `async with client:` or client.start(tg)"
+            )
+        self._timers = loop_timers(self._tg)
+        return self._timers
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -329,7 +376,11 @@ class TcpClient(TransportClient):
                 )
             if timeout is None:
                 timeout = self._request_timeout
-            deadline = None if timeout is None else anyio.current_time() + timeout
+            if timeout is None:
+                deadline = None
+            else:
+                timers = self._timers or self._start_timers()
+                deadline = timers.clock() + timeout
             conn = self._conns.get(target.key)
             if conn is None:
                 conn = await self._connect(target, deadline)
@@ -345,7 +396,7 @@ class TcpClient(TransportClient):
                         await conn.fc.wait_drained()
                     await call.waiter.wait()
                 else:
-                    remaining = deadline - anyio.current_time()
+                    remaining = deadline - timers.clock()
                     if remaining <= 0:
                         raise DeadlineExceeded(
                             f"the deadline for {target.peer} passed before the request was sent"
@@ -355,17 +406,24 @@ class TcpClient(TransportClient):
                         payload,
                     )
                     stats.bytes_sent += size
-                    with anyio.CancelScope(deadline=deadline):
-                        if conn.fc.congested:
+                    if conn.fc.congested:
+                        with anyio.CancelScope(deadline=deadline) as scope:
                             await conn.fc.wait_drained()
+                        if scope.cancelled_caught:
+                            raise DeadlineExceeded(
+                                f"no answer from {target.peer} within the {timeout}s timeout"
+                            )
+                    # A timer that fails the call, rather than a cancel scope around the
+                    # wait: the scope cost more than the rest of the call (README).
+                    call.expiry = (conn, rid, target.peer, timeout)
+                    timer = timers.call_at(deadline, call.expire)
+                    try:
                         await call.waiter.wait()
+                    finally:
+                        timer.cancel()
             finally:
                 if not call.done:
-                    conn.cancel(rid)  # cancelled, timed out, or never sent
-            if not call.done:
-                raise DeadlineExceeded(
-                    f"no answer from {target.peer} within the {timeout}s timeout"
-                )
+                    conn.cancel(rid)  # cancelled, or never sent
         except RequestPlaneError:
             stats.errors += 1
             raise
@@ -413,6 +471,10 @@ class TcpClient(TransportClient):
         return pending.conn
 
     async def _open(self, target: _Target, pending: _Pending) -> None:
+        if self._timers is None:
+            # With the first connection rather than the first deadline: the client's set of
+            # background tasks (trio's timer task) is complete once it has connected.
+            self._start_timers()
         scope = anyio.CancelScope()
         self._runners.add(scope)
         try:
@@ -558,6 +620,8 @@ class TcpClient(TransportClient):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._timers is not None:
+            self._timers.close()
         for conn in list(self._conns.values()):
             conn.fail_all(_closed_error)
         for pending in list(self._pending.values()):
@@ -586,19 +650,16 @@ class _TcpResponseStream(ResponseStream):
         self._payload = payload
         self._headers = headers
         self._timeout = timeout
-        self._deadline: float | None = None
         self._state: _StreamState | None = None
         self._conn: _ClientConnection | None = None
         self._rid = 0
         self._closed = False
         self._failed: _ErrorFactory | None = None
-        self._peer = ""
 
     async def _start(self) -> _StreamState:
         client = self._client
         client.stats.streams += 1
         target = client._target(self._address)
-        self._peer = target.peer
         payload = self._payload
         if len(payload) > client._max_message:
             raise PayloadTooLarge(
@@ -606,16 +667,18 @@ class _TcpResponseStream(ResponseStream):
                 f"{client._max_message} bytes; not sent"
             )
         timeout = self._timeout if self._timeout is not None else client._request_timeout
-        deadline = self._deadline = (
-            None if timeout is None else anyio.current_time() + timeout
-        )
+        timers: LoopTimers | None = None
+        deadline = None
+        if timeout is not None:
+            timers = client._timers or client._start_timers()
+            deadline = timers.clock() + timeout
         conn = client._conns.get(target.key)
         if conn is None:
             conn = await client._connect(target, deadline)
         state = _StreamState(conn.new_waiter)
         remaining = None
-        if deadline is not None:
-            remaining = deadline - anyio.current_time()
+        if timers is not None and deadline is not None:
+            remaining = deadline - timers.clock()
             if remaining <= 0:
                 raise DeadlineExceeded(
                     f"the deadline for {target.peer} passed before the request was sent"
@@ -629,6 +692,10 @@ class _TcpResponseStream(ResponseStream):
         except BaseException:
             conn.calls.pop(rid, None)
             raise
+        if timers is not None and deadline is not None:
+            # One timer for the whole stream instead of a cancel scope around every wait.
+            state.expiry = (conn, rid, target.peer, timeout)
+            state.timer = timers.call_at(deadline, state.expire)
         client.stats.bytes_sent += len(payload)
         self._payload = b""
         self._conn, self._rid, self._state = conn, rid, state
@@ -667,18 +734,7 @@ class _TcpResponseStream(ResponseStream):
                 waiter = state.waiter = state.new_waiter()
                 state.waiting = True
                 try:
-                    if self._deadline is None:
-                        await waiter.wait()
-                    else:
-                        with anyio.CancelScope(deadline=self._deadline):
-                            await waiter.wait()
-                        if state.waiting:
-                            self._abandon(
-                                lambda: DeadlineExceeded(
-                                    f"the stream from {self._peer} did not end within its "
-                                    f"{self._timeout}s timeout"
-                                )
-                            )
+                    await waiter.wait()  # the deadline's timer fails the stream and wakes us
                 except BaseException:
                     if state.waiting:
                         # The caller was cancelled while waiting: stop the handler too.
@@ -697,7 +753,7 @@ class _TcpResponseStream(ResponseStream):
         state.waiting = False
         if error is not None:
             state.error = error
-        state.done = True
+        state.settle()
         assert self._conn is not None
         self._conn.cancel(self._rid)
 

@@ -41,6 +41,7 @@ from .framing import (
 )
 from .request_tasks import Spawn, request_tasks
 from .settings import TcpSettings
+from .timers import loop_clock
 from .tls import check_tls_settings, server_context
 from .tls_stream import tls_handshake
 
@@ -66,6 +67,7 @@ class TcpServer(TransportServer):
         self._dispatcher: Dispatcher | None = None
         self._tg: TaskGroup | None = None
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
+        self._clock: Callable[[], float] = anyio.current_time
         self._listener: Any = None
         self._accept_scope = anyio.CancelScope()
         self._port = 0
@@ -82,6 +84,7 @@ class TcpServer(TransportServer):
         # anyio.CancelScope() looks its backend up on every call; one scope per request
         # makes that worth skipping by instantiating the backend's class directly.
         self._new_scope = type(anyio.CancelScope())
+        self._clock = loop_clock()
         host = self._settings.host
         try:
             self._listener = await anyio.create_tcp_listener(
@@ -270,7 +273,7 @@ class _ServerConnection:
             if len(payload) > server._max_message:
                 self.fc.send(encode_error(rid, _too_large(len(payload), server._max_message)))
                 return
-            deadline = None if remaining is None else anyio.current_time() + remaining
+            deadline = None if remaining is None else server._clock() + remaining
             responder = _Responder(self, rid, server._new_scope())
             self.active[rid] = responder
             self.spawn(server._handle, Request(endpoint, payload, headers, deadline), responder)
