@@ -9,7 +9,9 @@ by the connection, and nothing outlives it:
 
 - asyncio: ``loop.create_task`` (anyio cancel scopes work in plain asyncio tasks); the
   tasks are kept in a set, and on leaving the block those still running are cancelled and
-  awaited (shielded, as a task group waits for its children).
+  awaited (shielded, as a task group waits for its children). A task leaves the set by
+  calling ``done(handle)`` as it ends, which is cheaper than a done callback (the loop
+  schedules every callback as one more handle to run).
 - trio: ``nursery.start_soon`` on a nursery of our own; leaving the block cancels it.
 
 Per-request cancellation does not go through these tasks: the dispatcher's cancel scope
@@ -32,14 +34,18 @@ import sniffio
 
 __all__ = ["RequestTasks", "Spawn", "request_tasks"]
 
-Spawn = Callable[..., None]
+Spawn = Callable[..., object]
 _NAME = "requestplane-tcp request"  # named up front: deriving a name costs per task
 
 
 class RequestTasks:
-    """``async with request_tasks() as tasks:`` then ``tasks.spawn(fn, *args)``."""
+    """``async with request_tasks() as tasks:`` then ``handle = tasks.spawn(fn, *args)``;
+    the coroutine of ``fn`` calls ``tasks.done(handle)`` last thing (in a ``finally``)."""
 
     spawn: Spawn
+
+    def done(self, handle: object) -> None:
+        """The task of ``handle`` is ending."""
 
     async def __aenter__(self) -> RequestTasks:
         raise NotImplementedError
@@ -66,17 +72,18 @@ class _AsyncioRequestTasks(RequestTasks):
 
     async def __aenter__(self) -> RequestTasks:
         create_task = asyncio.get_running_loop().create_task
-        tasks = self._tasks
-        add = tasks.add
-        discard = tasks.discard
+        add = self._tasks.add
 
-        def spawn(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        def spawn(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> object:
             task = create_task(fn(*args), name=_NAME)
             add(task)  # also the strong reference: the loop keeps only weak ones
-            task.add_done_callback(discard)
+            return task
 
         self.spawn = spawn
         return self
+
+    def done(self, handle: object) -> None:
+        self._tasks.discard(handle)
 
     async def __aexit__(
         self,
@@ -91,8 +98,10 @@ class _AsyncioRequestTasks(RequestTasks):
         for task in tasks:
             task.cancel()
         with anyio.CancelScope(shield=True):
-            while tasks:
-                await asyncio.wait(list(tasks))
+            # No task can be added any more; one cancelled before it started never ran its
+            # done(), so the set is cleared here rather than waited empty.
+            await asyncio.wait(tasks)
+        tasks.clear()
 
 
 class _TrioRequestTasks(RequestTasks):
@@ -106,8 +115,9 @@ class _TrioRequestTasks(RequestTasks):
         self._cancel = nursery.cancel_scope.cancel
         start_soon = nursery.start_soon
 
-        def spawn(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        def spawn(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> object:
             start_soon(fn, *args, name=_NAME)
+            return None  # the nursery keeps track of its tasks
 
         self.spawn = spawn
         return self
@@ -127,5 +137,5 @@ class _TrioRequestTasks(RequestTasks):
         await self._manager.__aexit__(None, None, None)
 
 
-def _closed(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+def _closed(fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> object:
     raise RuntimeError("the connection's request tasks are closed")

@@ -39,7 +39,7 @@ from .framing import (
     frame_limits,
     request_body_limit,
 )
-from .request_tasks import Spawn, request_tasks
+from .request_tasks import RequestTasks, Spawn, request_tasks
 from .settings import TcpSettings
 from .timers import loop_clock
 from .tls import check_tls_settings, server_context
@@ -204,6 +204,7 @@ class TcpServer(TransportServer):
                 with anyio.fail_after(timeout):
                     await fc.read_preamble()
                 async with request_tasks() as tasks:
+                    conn.tasks = tasks
                     conn.spawn = tasks.spawn
                     try:
                         await fc.run_reader(conn)
@@ -250,12 +251,13 @@ class TcpServer(TransportServer):
                     pass
         finally:
             responder.finish()
+            responder.conn.tasks.done(responder.task)
 
 
 class _ServerConnection:
     """The request table of one accepted connection."""
 
-    __slots__ = ("active", "fc", "scope", "server", "spawn")
+    __slots__ = ("active", "fc", "scope", "server", "spawn", "tasks")
 
     def __init__(self, server: TcpServer, fc: FrameConnection) -> None:
         self.server = server
@@ -263,6 +265,7 @@ class _ServerConnection:
         self.scope = anyio.CancelScope()
         self.active: dict[int, _Responder] = {}
         self.spawn: Spawn = _not_reading
+        self.tasks = RequestTasks()  # replaced by the running one while reading
 
     def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
         if kind == REQUEST:
@@ -276,7 +279,9 @@ class _ServerConnection:
             deadline = None if remaining is None else server._clock() + remaining
             responder = _Responder(self, rid, server._new_scope())
             self.active[rid] = responder
-            self.spawn(server._handle, Request(endpoint, payload, headers, deadline), responder)
+            responder.task = self.spawn(
+                server._handle, Request(endpoint, payload, headers, deadline), responder
+            )
         elif kind == CANCEL:
             cancelled = self.active.pop(rid, None)
             if cancelled is not None:
@@ -322,7 +327,7 @@ class _ServerConnection:
 class _Responder:
     """Answers one request with frames on its connection (see ``Responder`` in the core)."""
 
-    __slots__ = ("conn", "fc", "limit", "open", "rid", "scope", "unyielded")
+    __slots__ = ("conn", "fc", "limit", "open", "rid", "scope", "task", "unyielded")
 
     def __init__(self, conn: _ServerConnection, rid: int, scope: anyio.CancelScope) -> None:
         self.conn = conn
@@ -332,6 +337,7 @@ class _Responder:
         self.scope = scope
         self.open = True
         self.unyielded = 0
+        self.task: object = None  # the handle of its task, for RequestTasks.done()
 
     def finish(self) -> None:
         if self.open:
@@ -390,7 +396,7 @@ class _Responder:
         fc.send(encode_error(self.rid, error))
 
 
-def _not_reading(*args: Any) -> None:
+def _not_reading(*args: Any) -> object:
     raise RuntimeError("a request arrived on a connection that is not reading")
 
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 import anyio
 import anyio.lowlevel
 import pytest
-from tcp_test_helpers import BOUND, client, running
+from tcp_test_helpers import (
+    BOUND,
+    client,
+    echo,
+    frame,
+    raw_connect,
+    read_to_eof,
+    request_frame,
+    running,
+)
 
 from requestplane_core import ConnectionLost, Request
 
@@ -80,3 +89,19 @@ async def test_many_requests_on_one_connection_then_close_leaves_no_task() -> No
             while server.health().details["connections"]:
                 await anyio.wait_all_tasks_blocked()
         assert len(anyio.get_running_tasks()) == baseline
+
+
+async def test_a_request_cancelled_before_its_task_ran_does_not_hold_up_the_close() -> None:
+    # A REQUEST and a malformed frame in one packet: the reader spawns the request's task,
+    # then closes the connection before that task ever ran.
+    async with running({"echo": echo}) as (server, addresses):
+        with anyio.fail_after(BOUND):
+            for _ in range(3):
+                bad = await raw_connect(addresses["echo"])
+                await bad.send(request_frame(1, "echo", b"x") + frame(99, 2))
+                await read_to_eof(bad)
+                await bad.aclose()
+            while server.health().details["connections"]:
+                await anyio.wait_all_tasks_blocked()
+            async with client() as c:
+                assert await c.request(addresses["echo"], b"ok") == b"ok"
