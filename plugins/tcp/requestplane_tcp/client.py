@@ -32,7 +32,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
-from .connection import FrameConnection
+from .connection import FrameConnection, body_bytes
 from .framing import (
     CANCEL,
     CHUNK,
@@ -258,10 +258,10 @@ class _ClientConnection:
         if kind == RESPONSE:
             call = self.calls.pop(rid, None)
             if call is not None:
-                call.on_response(bytes(body))
+                call.on_response(body_bytes(body))
         elif kind == CHUNK:
             call = self.calls.get(rid)
-            if call is not None and not call.on_chunk(bytes(body), self.max_message):
+            if call is not None and not call.on_chunk(body_bytes(body), self.max_message):
                 self.cancel(rid)
         elif kind == END:
             call = self.calls.pop(rid, None)

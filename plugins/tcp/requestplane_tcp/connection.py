@@ -29,7 +29,7 @@ from .framing import (
     tls_hint,
 )
 
-__all__ = ["FrameConnection", "FrameHandler"]
+__all__ = ["FrameConnection", "FrameHandler", "body_bytes"]
 
 RECEIVE_SIZE = 262144
 # Senders wait (after queueing their frame) while more than this is queued, so a peer that
@@ -38,8 +38,19 @@ HIGH_WATER = 1 << 20
 # Payloads from this size on are sent as they are rather than joined with the frames around
 # them: a large payload is not copied once more just to be glued to a header.
 _JOIN_LIMIT = 65536
+# Frames from this size on that do not fit in what was received are gathered piece by piece
+# and joined once (FrameConnection._gather).
+_GATHER_FROM = RECEIVE_SIZE
 
 _EventFactory = Callable[[], anyio.Event]
+
+
+def body_bytes(body: memoryview) -> bytes:
+    """``bytes(body)``, without copying a gathered frame's body: it is a ``bytes`` already."""
+    whole = body.obj
+    if type(whole) is bytes and len(whole) == len(body):
+        return whole
+    return bytes(body)
 
 
 class FrameHandler(Protocol):
@@ -185,6 +196,7 @@ class FrameConnection:
         limits = self.limits
         buf = self._buf
         skip = 0
+        gather = 0
         while True:
             n = len(buf)
             if n >= HEADER_SIZE:
@@ -202,6 +214,8 @@ class FrameConnection:
                             pos = end
                             continue
                         if end > n:
+                            if length >= _GATHER_FROM:
+                                gather = length
                             break
                         on_frame(kind, rid, view[pos + HEADER_SIZE : end])
                         pos = end
@@ -211,6 +225,10 @@ class FrameConnection:
                     # the frame that cancelled). Move the partial frame left over to a new
                     # buffer instead; it is smaller than one frame.
                     buf = self._buf = buf[pos:]
+                if gather:
+                    buf = self._buf = await self._gather(handler, buf, gather)
+                    gather = 0
+                    continue
             try:
                 data = await receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
@@ -228,6 +246,41 @@ class FrameConnection:
                 skip = 0
             else:
                 buf += data
+
+    async def _gather(self, handler: FrameHandler, buf: bytearray, length: int) -> bytearray:
+        """Receive the rest of the large frame that ``buf`` starts with, hand it over, and
+        return what arrived after it.
+
+        Growing the buffer block by block and copying the body out of it again cost a large
+        payload three copies (and as many fresh allocations, each page faulted in); the
+        pieces are joined once instead, into the ``bytes`` the body is a view of (see
+        :func:`body_bytes`).
+        """
+        _length, kind, rid = HEADER.unpack_from(buf)
+        receive = self.stream.receive
+        parts: list[bytes | memoryview] = [memoryview(buf)[HEADER_SIZE:]]
+        missing = HEADER_SIZE + length - len(buf)
+        rest: bytes | memoryview = b""
+        while missing > 0:
+            try:
+                data = await receive(RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                raise FrameError(
+                    "the peer closed the connection in the middle of a frame"
+                ) from None
+            self.bytes_received += len(data)
+            if len(data) > missing:
+                view = memoryview(data)
+                parts.append(view[:missing])
+                rest = view[missing:]
+                missing = 0
+            else:
+                parts.append(data)
+                missing -= len(data)
+        body = b"".join(parts)
+        parts.clear()
+        handler.on_frame(kind, rid, memoryview(body))
+        return bytearray(rest)
 
     async def aclose(self) -> None:
         """Close the socket now (whatever is still queued is dropped)."""
