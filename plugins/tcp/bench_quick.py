@@ -8,7 +8,13 @@ numbers depend on the machine and on what else runs on it.
 
     .venv/bin/python plugins/tcp/bench_quick.py [--seconds 3] [--concurrency 64]
         [--size 1024] [--only raw|raw+task|asyncio|trio] [--profile out.prof]
+        [--timeout SECONDS]  # every tcp call with this timeout (the deadline path)
+        [--uvloop]     # the asyncio runs (raw and tcp) on uvloop
         [--separate]   # server in a child process (the project's target setup)
+
+In one process, CPU per request is the steadier number, but it moves with how requests batch
+up (a cheaper client sends smaller batches); ``requestplane bench --json`` in separate
+processes, which reports client and server CPU apart, is the one to decide by.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import struct
 import time
@@ -101,14 +108,22 @@ async def _raw_client(port: int, seconds: float, concurrency: int, size: int) ->
     return done / elapsed
 
 
-def _raw_server_process(port_queue: Any, task_per_request: bool) -> None:
+def _raw_server_process(port_queue: Any, task_per_request: bool, uvloop: bool = False) -> None:
     async def main() -> None:
         server, port = await _raw_serve(task_per_request)
         port_queue.put(port)
         await asyncio.Event().wait()
         server.close()
 
-    asyncio.run(main())
+    _asyncio_run(main(), uvloop)
+
+
+def _asyncio_run(coro: Any, uvloop: bool) -> Any:
+    if uvloop:
+        import uvloop as uv
+
+        return uv.run(coro)
+    return asyncio.run(coro)
 
 
 async def raw_bench(
@@ -229,7 +244,9 @@ def _spec() -> Any:
     return requestplane_transports()[0]
 
 
-async def _tcp_client(address: str, seconds: float, concurrency: int, size: int) -> float:
+async def _tcp_client(
+    address: str, seconds: float, concurrency: int, size: int, timeout: float | None = None
+) -> float:
     from requestplane_tcp.settings import TcpSettings
 
     spec = _spec()
@@ -243,7 +260,7 @@ async def _tcp_client(address: str, seconds: float, concurrency: int, size: int)
             nonlocal done
             request = client.request
             while time.perf_counter() < stop:
-                await request(address, payload)
+                await request(address, payload, timeout=timeout)
                 done += 1
 
         start = time.perf_counter()
@@ -254,19 +271,25 @@ async def _tcp_client(address: str, seconds: float, concurrency: int, size: int)
     return done / elapsed
 
 
-async def tcp_bench(seconds: float, concurrency: int, size: int, address: str | None) -> float:
+async def tcp_bench(
+    seconds: float,
+    concurrency: int,
+    size: int,
+    address: str | None,
+    timeout: float | None = None,
+) -> float:
     if address is not None:
-        return await _tcp_client(address, seconds, concurrency, size)
+        return await _tcp_client(address, seconds, concurrency, size, timeout)
     from requestplane_tcp.settings import TcpSettings
 
     from requestplane_core import serve
 
     async with serve(_spec(), TcpSettings()) as server:
         addr = str(await server.register("echo", _echo))
-        return await _tcp_client(addr, seconds, concurrency, size)
+        return await _tcp_client(addr, seconds, concurrency, size, timeout)
 
 
-def _tcp_server_process(backend: str, queue: Any) -> None:
+def _tcp_server_process(backend: str, queue: Any, uvloop: bool = False) -> None:
     async def main() -> None:
         from requestplane_tcp.settings import TcpSettings
 
@@ -276,7 +299,11 @@ def _tcp_server_process(backend: str, queue: Any) -> None:
             queue.put(str(await server.register("echo", _echo)))
             await anyio.sleep_forever()
 
-    anyio.run(main, backend=backend)
+    anyio.run(main, backend=backend, backend_options=_options(backend, uvloop))
+
+
+def _options(backend: str, uvloop: bool) -> dict[str, Any]:
+    return {"use_uvloop": True} if uvloop and backend == "asyncio" else {}
 
 
 def main() -> None:
@@ -288,6 +315,8 @@ def main() -> None:
         "--only", choices=["raw", "raw+task", "anyio-asyncio", "anyio-trio", "asyncio", "trio"]
     )
     parser.add_argument("--separate", action="store_true", help="server in a child process")
+    parser.add_argument("--timeout", type=float, help="seconds: each tcp call's timeout")
+    parser.add_argument("--uvloop", action="store_true", help="asyncio runs on uvloop")
     parser.add_argument("--profile", help="write a cProfile of the tcp runs to this file")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
@@ -311,14 +340,18 @@ def main() -> None:
         if args.separate:
             queue = ctx.Queue()
             proc = ctx.Process(
-                target=_raw_server_process, args=(queue, task_per_request), daemon=True
+                target=_raw_server_process,
+                args=(queue, task_per_request, args.uvloop),
+                daemon=True,
             )
             proc.start()
             port = queue.get()
         try:
-            return asyncio.run(
-                raw_bench(args.seconds, args.concurrency, args.size, port, task_per_request)
+            rate: float = _asyncio_run(
+                raw_bench(args.seconds, args.concurrency, args.size, port, task_per_request),
+                args.uvloop,
             )
+            return rate
         finally:
             if proc:
                 proc.terminate()
@@ -328,22 +361,27 @@ def main() -> None:
         address = None
         if args.separate:
             queue = ctx.Queue()
-            proc = ctx.Process(target=_tcp_server_process, args=(backend, queue), daemon=True)
+            proc = ctx.Process(
+                target=_tcp_server_process, args=(backend, queue, args.uvloop), daemon=True
+            )
             proc.start()
             address = queue.get()
         try:
-            bench = (tcp_bench, args.seconds, args.concurrency, args.size, address)
+            bench = functools.partial(
+                tcp_bench, args.seconds, args.concurrency, args.size, address, args.timeout
+            )
+            options = _options(backend, args.uvloop)
             if args.profile:
                 import cProfile
 
                 profiler = cProfile.Profile()
                 profiler.enable()
                 try:
-                    return anyio.run(*bench, backend=backend)
+                    return anyio.run(bench, backend=backend, backend_options=options)
                 finally:
                     profiler.disable()
                     profiler.dump_stats(f"{args.profile}.{backend}")
-            return anyio.run(*bench, backend=backend)
+            return anyio.run(bench, backend=backend, backend_options=options)
         finally:
             if proc:
                 proc.terminate()
@@ -355,7 +393,12 @@ def main() -> None:
             run(
                 f"anyio-{backend}",
                 lambda b=backend: anyio.run(
-                    anyio_raw_bench, args.seconds, args.concurrency, args.size, backend=b
+                    anyio_raw_bench,
+                    args.seconds,
+                    args.concurrency,
+                    args.size,
+                    backend=b,
+                    backend_options=_options(b, args.uvloop),
                 ),
             )
     run("asyncio", lambda: tcp("asyncio"))
