@@ -10,6 +10,7 @@ from requestplane_core import (
     hookimpl,
 )
 
+from .log_hygiene import quiet_hpack
 from .settings import HttpSettings
 
 __all__ = ["requestplane_transports"]
@@ -18,12 +19,14 @@ __all__ = ["requestplane_transports"]
 def _make_server(settings: HttpSettings) -> TransportServer:
     from .server import HttpServer
 
+    quiet_hpack()
     return HttpServer(settings)
 
 
 def _make_client(settings: HttpSettings) -> TransportClient:
     from .client import HttpClient
 
+    quiet_hpack()
     return HttpClient(settings)
 
 
