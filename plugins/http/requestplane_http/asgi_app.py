@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import sniffio
 
 from requestplane_core import (
@@ -31,6 +32,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+_YIELD_EVERY = 32  # chunks between two guaranteed scheduling points of a streaming handler
+
+
 class _Responder:
     """Writes one request's outcome as an HTTP response.
 
@@ -40,13 +44,14 @@ class _Responder:
     reads or goes away.
     """
 
-    __slots__ = ("_finished", "_max_size", "_send", "_streaming", "lost")
+    __slots__ = ("_chunks", "_finished", "_max_size", "_send", "_streaming", "lost")
 
     def __init__(self, send: Send, max_size: int) -> None:
         self._send = send
         self._max_size = max_size
         self._streaming = False
         self._finished = False
+        self._chunks = 0
         self.lost = False
 
     def _check(self) -> None:
@@ -88,6 +93,12 @@ class _Responder:
         else:
             self._streaming = True
             await self._write(_start(200, wire.CONTENT_TYPE_STREAM), body)
+        self._chunks += 1
+        if not self._chunks % _YIELD_EVERY:
+            # Once the client is gone hypercorn drops body writes without ever waiting, so a
+            # handler that yields chunks without awaiting anything would never let the task
+            # that hears the disconnect run: it would spin for ever. Let it run now and then.
+            await anyio.lowlevel.checkpoint()
 
     async def send_end(self) -> None:
         self._check()

@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup
 from requestplane_core import Address, ConfigError, Dispatcher, TransportServer
 
 from .asgi_app import RpcApp
+from .hypercorn_fixes import apply_hypercorn_fixes
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]
@@ -48,6 +49,7 @@ class HttpServer(TransportServer):
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         settings = self._settings
         config = _hypercorn_config(settings)  # first: it checks the TLS files
+        apply_hypercorn_fixes()
         app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
         sock = _bind(settings.host, settings.port)
         self._socket = sock

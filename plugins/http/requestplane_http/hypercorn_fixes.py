@@ -1,0 +1,97 @@
+"""Repairs to hypercorn's HTTP/2 stream bookkeeping, applied before the server serves.
+
+hypercorn keeps every HTTP/2 stream in a priority tree (for its send task) and a send buffer
+besides ``h2``'s own state. Three things go wrong with them:
+
+* **A stream the client resets** stays in the tree, blocked, until something unblocks every
+  stream (a connection-level WINDOW_UPDATE). The tree refuses its 1001st stream with
+  ``TooManyStreamsError``, raised in the connection's reader: after about a thousand
+  cancelled calls the connection dies with every request on it (and on trio the whole
+  server). A stream that ended normally also stays there while its end is flushed, so a
+  client at the advertised limit of 1000 streams hit it too (10,000 calls in flight hung).
+* **A connection that closes** stops hypercorn's send task but leaves the send buffers as
+  they were: a handler writing to a full buffer (a stream the client stopped reading) waits
+  for ever and its task never ends, though the client is gone.
+* **The tree's costs grow with the streams on the connection** (see
+  :mod:`.stream_scheduler`): at hundreds of requests in flight per connection it was most
+  of the server's CPU.
+
+The repairs: when hypercorn closes a stream that ``h2`` already considers closed (reset by
+the client) or whose connection is gone, close its send buffer (waking any writer) and
+unblock it, so that the send task drops it at once, as it does for any stream it finds
+closed. And each connection schedules its sends with a :class:`RoundRobinScheduler` (constant
+cost per stream) that tracks up to four times the advertised concurrent stream limit, room
+for the streams not dropped yet.
+
+Applied to hypercorn's class, so every hypercorn server in the process gets them. Should a
+hypercorn version lack what they build on, they are skipped with a warning (the transport
+then works as before, with the problems above).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["apply_hypercorn_fixes"]
+
+log = logging.getLogger("requestplane.http")
+
+_TRACKED_PER_ALLOWED = 4
+_applied = False
+
+
+def apply_hypercorn_fixes() -> None:
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    import h2.exceptions
+    from hypercorn.protocol.h2 import H2Protocol
+    from priority.priority import PriorityError
+
+    from .stream_scheduler import RoundRobinScheduler
+
+    original_init = H2Protocol.__init__
+    original_close_stream = getattr(H2Protocol, "_close_stream", None)
+    if original_close_stream is None:
+        log.warning("hypercorn %s: HTTP/2 stream clean-up fixes not applied", _version())
+        return
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if not hasattr(self, "priority") or not hasattr(self, "config"):
+            return
+        limit = max(1000, _TRACKED_PER_ALLOWED * int(self.config.h2_max_concurrent_streams))
+        self.priority = RoundRobinScheduler(limit)
+
+    async def _close_stream(self: Any, stream_id: int) -> None:
+        await original_close_stream(self, stream_id)
+        buffer = getattr(self, "stream_buffers", {}).get(stream_id)
+        if buffer is None:
+            return  # hypercorn's send task already dropped it
+        if not self.closed:
+            try:
+                self.connection.local_flow_control_window(stream_id)
+            except h2.exceptions.ProtocolError:
+                pass  # h2 closed it: reset by the client
+            else:
+                return  # still open: the send task ends it as usual
+        await buffer.close()
+        try:
+            self.priority.unblock(stream_id)
+        except PriorityError:
+            pass
+        await self.has_data.set()
+
+    H2Protocol.__init__ = __init__  # type: ignore[method-assign]
+    H2Protocol._close_stream = _close_stream  # type: ignore[method-assign]
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    try:
+        return version("hypercorn")
+    except Exception:
+        return "?"
