@@ -258,6 +258,9 @@ class H2Connection:
         self.origin = origin
         self.h2 = _GracefulH2(config=_CONFIG)
         self._exchanges: dict[int, H2Exchange] = {}
+        # Exchanges whose request body waits for flow control window, oldest first: a window
+        # update serves these, not a scan of every exchange (thousands at high concurrency).
+        self._waiting_window: dict[int, H2Exchange] = {}
         self._on_change = on_change
         self._writing = False
         self._scope = anyio.CancelScope()
@@ -325,6 +328,8 @@ class H2Connection:
             h2conn.send_headers(stream_id, headers)
             exchange._pending = memoryview(payload)
             self._send_pending(exchange)
+            if exchange._pending:
+                self._waiting_window[stream_id] = exchange
         else:
             h2conn.send_headers(stream_id, headers, end_stream=True)
         return exchange
@@ -349,6 +354,7 @@ class H2Connection:
         """Reset an unfinished exchange: the server cancels its handler."""
         if self._exchanges.pop(exchange.id, None) is None:
             return
+        self._waiting_window.pop(exchange.id, None)
         try:
             self.h2.reset_stream(exchange.id, h2.errors.ErrorCodes.CANCEL)
         except h2.exceptions.ProtocolError:
@@ -423,12 +429,14 @@ class H2Connection:
                 if exchange is not None:
                     if exchange._pending:
                         # Answered before the whole request went out: stop sending it.
+                        self._waiting_window.pop(exchange.id, None)
                         self._reset_quietly(exchange.id, h2.errors.ErrorCodes.NO_ERROR)
                     exchange._on_end()
                     self._released()
             elif isinstance(event, h2.events.StreamReset):
                 exchange = exchanges.pop(event.stream_id or 0, None)
                 if exchange is not None:
+                    self._waiting_window.pop(exchange.id, None)
                     exchange._on_error(_reset_error(exchange, event.error_code))
                     self._released()
             elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
@@ -436,14 +444,24 @@ class H2Connection:
                     self.max_streams = self.h2.remote_settings.max_concurrent_streams
                     self._settings_received.set()
                     self._on_change(self)
-                for exchange in list(exchanges.values()):
-                    if exchange._pending:
-                        self._send_pending(exchange)
+                self._send_waiting()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._on_goaway(event)
         if self._conn_unacked >= CONNECTION_WINDOW // 4:
             self.h2.increment_flow_control_window(self._conn_unacked)
             self._conn_unacked = 0
+
+    def _send_waiting(self) -> None:
+        waiting = self._waiting_window
+        h2conn = self.h2
+        for stream_id, exchange in list(waiting.items()):
+            if h2conn.outbound_flow_control_window <= 0:
+                return  # the rest waits for the next connection window update
+            if exchange._pending and stream_id in self._exchanges:
+                self._send_pending(exchange)
+                if exchange._pending:
+                    continue  # its stream's own window is full
+            del waiting[stream_id]
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         self.draining = True
@@ -451,6 +469,7 @@ class H2Connection:
         graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
         for stream_id in [s for s in self._exchanges if s > last or not graceful]:
             exchange = self._exchanges.pop(stream_id)
+            self._waiting_window.pop(stream_id, None)
             if stream_id > last:
                 # The server says it never saw these: send them again elsewhere.
                 exchange._on_error(RetryElsewhere())
@@ -479,6 +498,7 @@ class H2Connection:
             self.error = error
         exchanges = list(self._exchanges.values())
         self._exchanges.clear()
+        self._waiting_window.clear()
         for exchange in exchanges:
             exchange._on_error(error)
         self._settings_received.set()
