@@ -36,6 +36,14 @@ from .transport import (
     TransportServer,
     TransportSpec,
 )
+from .validators import (
+    non_negative,
+    not_blank,
+    positive,
+    positive_finite,
+    valid_host,
+    valid_port,
+)
 
 __all__ = [
     "Address",
@@ -75,8 +83,14 @@ __all__ = [
     "installed_transports",
     "load_plugins",
     "load_settings",
+    "non_negative",
+    "not_blank",
+    "positive",
+    "positive_finite",
     "read_core_settings",
     "serve",
     "setting",
     "transport_env_prefix",
+    "valid_host",
+    "valid_port",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from .settings import setting
+from .validators import non_negative, positive
 
 __all__ = ["ENV_PREFIX", "CoreSettings", "transport_env_prefix"]
 
@@ -14,14 +15,6 @@ ENV_PREFIX = "REQUESTPLANE_"
 def transport_env_prefix(mode: str) -> str:
     """``tcp`` -> ``REQUESTPLANE_TCP_``; the prefix of every variable a transport reads."""
     return f"{ENV_PREFIX}{mode.upper().replace('-', '_')}_"
-
-
-def _positive(value: float) -> bool:
-    return value > 0
-
-
-def _not_negative(value: int) -> bool:
-    return value >= 0
 
 
 @attrs.frozen
@@ -36,14 +29,14 @@ class CoreSettings:
         help="seconds in-flight requests get to finish when a server closes or an endpoint is "
         "unregistered; the rest are cancelled",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     max_inflight: int = setting(
         0,
         help="requests a server runs at once; more are refused at once with Overloaded "
         "(0: no limit)",
         accepts="an integer >= 0",
-        check=_not_negative,
+        check=non_negative,
     )
     plugins: str | None = setting(
         None,

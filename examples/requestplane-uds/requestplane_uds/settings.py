@@ -6,17 +6,9 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import setting
+from requestplane_core import positive, setting
 
 __all__ = ["UdsSettings"]
-
-
-def _positive_int(value: int) -> bool:
-    return value > 0
-
-
-def _positive(value: float) -> bool:
-    return value > 0
 
 
 @attrs.frozen
@@ -31,11 +23,11 @@ class UdsSettings:
         16 * 1024 * 1024,
         help="largest request, response or chunk in bytes; both sides enforce it",
         accepts="an integer > 0",
-        check=_positive_int,
+        check=positive,
     )
     request_timeout: float | None = setting(
         None,
         help="seconds a call may take when the caller passes no timeout; none: no deadline",
         accepts="a number of seconds > 0, or 'none'",
-        check=_positive,
+        check=positive,
     )

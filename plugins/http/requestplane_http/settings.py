@@ -6,21 +6,16 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import ConfigError, setting
+from requestplane_core import (
+    ConfigError,
+    non_negative,
+    positive,
+    setting,
+    valid_host,
+    valid_port,
+)
 
 __all__ = ["HttpSettings"]
-
-
-def _port(value: int) -> bool:
-    return 0 <= value <= 65535
-
-
-def _positive(value: float) -> bool:
-    return value > 0
-
-
-def _host(value: str) -> bool:
-    return bool(value.strip()) and value == value.strip() and "/" not in value
 
 
 def _pem_file(value: Path) -> bool:
@@ -43,20 +38,20 @@ class HttpSettings:
         help="interface the server binds; loopback by default, 0.0.0.0 or :: to serve every "
         "interface (an explicit choice)",
         accepts="a host name or IP address",
-        check=_host,
+        check=valid_host,
     )
     port: int = setting(
         0,
         help="TCP port the server binds; 0 lets the OS choose",
         accepts="an integer 0..65535",
-        check=_port,
+        check=valid_port,
     )
     advertise_host: str | None = setting(
         None,
         help="host put into published addresses (default: the bound host; the machine's "
         "host name when bound to all interfaces)",
         accepts="a host name or IP address, or 'none'",
-        check=_host,
+        check=valid_host,
     )
     root_path: str = setting(
         "/v1/rpc",
@@ -69,20 +64,20 @@ class HttpSettings:
         help="largest request or response body (and streamed chunk) in bytes; larger ones fail "
         "with PayloadTooLarge (HTTP 413) before they are sent",
         accepts="an integer > 0 (bytes)",
-        check=_positive,
+        check=positive,
     )
     connect_timeout: float = setting(
         10.0,
         help="seconds the client waits to connect: TCP, TLS, and the server's HTTP/2 settings",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     request_timeout: float | None = setting(
         None,
         help="default seconds a call may take when the caller passes no timeout; it travels "
         "to the server as the handler's deadline (none: no limit)",
         accepts="a number of seconds > 0, or 'none'",
-        check=_positive,
+        check=positive,
     )
     http1_threshold: int = setting(
         16 * 1024,
@@ -90,33 +85,33 @@ class HttpSettings:
         "multiplexed HTTP/2: against hypercorn (fixed 64 KiB HTTP/2 receive window, a window "
         "update every 32 KiB) HTTP/1.1 is faster from about 16 KiB, and 5-7x at 1-8 MiB",
         accepts="an integer > 0 (bytes)",
-        check=_positive,
+        check=positive,
     )
     http1_pool_size: int = setting(
         32,
         help="idle HTTP/1.1 connections the client keeps per server for the next large "
         "request; more large requests at once open more connections, closed after use",
         accepts="an integer >= 0",
-        check=lambda value: value >= 0,
+        check=non_negative,
     )
     max_connections: int = setting(
         8,
         help="HTTP/2 connections the client opens to one server at most; it opens another "
         "only when every open one is at the server's concurrent stream limit",
         accepts="an integer > 0",
-        check=_positive,
+        check=positive,
     )
     max_concurrent_streams: int = setting(
         1000,
         help="requests one HTTP/2 connection may carry at once (server side)",
         accepts="an integer > 0",
-        check=_positive,
+        check=positive,
     )
     keep_alive_timeout: float = setting(
         75.0,
         help="seconds the server keeps an idle connection open",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     idle_timeout: float = setting(
         60.0,
@@ -124,7 +119,7 @@ class HttpSettings:
         "the server's keep_alive_timeout so the client, not the server, closes idle "
         "connections (no request races a server-side close)",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     tls_cert_file: Path | None = setting(
         None,

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from requestplane_core import setting
+from requestplane_core import positive, setting
 
 from .subjects import valid_subject, valid_token
 
@@ -30,10 +30,6 @@ def _valid_urls(value: str) -> bool:
         if url.scheme not in _SCHEMES or not url.hostname:
             return False
     return True
-
-
-def _positive(value: float) -> bool:
-    return value > 0
 
 
 def _reconnects(value: int) -> bool:
@@ -106,7 +102,7 @@ class NatsSettings:
         5.0,
         help="seconds to connect to a NATS server",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     request_timeout: float | None = setting(
         30.0,
@@ -114,13 +110,13 @@ class NatsSettings:
         "handler as its deadline. none: no limit (a caller then waits forever on a worker "
         "that died mid-request: NATS does not report a vanished subscriber)",
         accepts="a number of seconds > 0, or 'none'",
-        check=_positive,
+        check=positive,
     )
     reconnect_wait: float = setting(
         0.5,
         help="seconds between reconnect attempts to the same NATS server",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive,
     )
     max_reconnect_attempts: int = setting(
         -1,

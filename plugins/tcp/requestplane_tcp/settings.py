@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import setting
+from requestplane_core import not_blank, positive_finite, setting, valid_port
 
 __all__ = ["MAX_MESSAGE_SIZE_LIMIT", "TcpSettings"]
 
@@ -15,20 +15,8 @@ __all__ = ["MAX_MESSAGE_SIZE_LIMIT", "TcpSettings"]
 MAX_MESSAGE_SIZE_LIMIT = 2**32 - 2**20
 
 
-def _nonempty(value: str) -> bool:
-    return bool(value.strip())
-
-
-def _port(value: int) -> bool:
-    return 0 <= value <= 65535
-
-
 def _message_size(value: int) -> bool:
     return 1 <= value <= MAX_MESSAGE_SIZE_LIMIT
-
-
-def _positive(value: float) -> bool:
-    return value > 0 and value != float("inf")
 
 
 @attrs.frozen
@@ -38,13 +26,13 @@ class TcpSettings:
         help="interface the server binds; 0.0.0.0 or :: binds every interface (an explicit "
         "choice: the default serves this machine only)",
         accepts="an IP address or host name",
-        check=_nonempty,
+        check=not_blank,
     )
     port: int = setting(
         0,
         help="port the server binds; 0 lets the OS choose (addresses carry the real port)",
         accepts="an integer 0..65535",
-        check=_port,
+        check=valid_port,
     )
     advertise_host: str | None = setting(
         None,
@@ -52,7 +40,7 @@ class TcpSettings:
         "a wildcard bind (0.0.0.0, ::) the address this machine's hostname resolves to "
         "(127.0.0.1 / ::1 if it does not resolve)",
         accepts="an IP address or host name, or 'none'",
-        check=_nonempty,
+        check=not_blank,
     )
     max_message_size: int = setting(
         32 * 1024 * 1024,
@@ -66,13 +54,13 @@ class TcpSettings:
         help="seconds to set up a connection (TCP connect, TLS and protocol handshake), for "
         "clients connecting and for the server waiting on a new connection's handshake",
         accepts="a number of seconds > 0",
-        check=_positive,
+        check=positive_finite,
     )
     request_timeout: float | None = setting(
         None,
         help="seconds a request may take when the caller passes no timeout; none: no deadline",
         accepts="a number of seconds > 0, or 'none'",
-        check=_positive,
+        check=positive_finite,
     )
     tls: bool = setting(
         False,
@@ -98,7 +86,7 @@ class TcpSettings:
         None,
         help="name clients expect in server certificates; none: the address's host",
         accepts="a host name, or 'none'",
-        check=_nonempty,
+        check=not_blank,
     )
     tls_client_cert: Path | None = setting(
         None,

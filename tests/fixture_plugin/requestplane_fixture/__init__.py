@@ -8,19 +8,17 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import TransportSpec, hookimpl, setting
+from requestplane_core import TransportSpec, hookimpl, setting, valid_port
 
 IMPORTED = True
-
-
-def _port(value: int) -> bool:
-    return 0 <= value <= 65535
 
 
 @attrs.frozen
 class FixtureSettings:
     host: str = setting("127.0.0.1", help="a string")
-    port: int = setting(0, help="an int with a range", accepts="an integer 0..65535", check=_port)
+    port: int = setting(
+        0, help="an int with a range", accepts="an integer 0..65535", check=valid_port
+    )
     ratio: float = setting(0.5, help="a float")
     verbose: bool = setting(False, help="a bool")
     cert: Path | None = setting(None, help="an optional path")
