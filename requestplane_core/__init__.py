@@ -6,7 +6,7 @@ from here only.
 
 from .address import Address
 from .config import CoreSettings, transport_env_prefix
-from .dispatch import Dispatcher, Responder
+from .dispatch import Dispatcher, Pending, Responder
 from .errors import (
     ConfigError,
     ConnectionLost,
@@ -60,6 +60,7 @@ __all__ = [
     "Health",
     "Overloaded",
     "PayloadTooLarge",
+    "Pending",
     "PluginRegistry",
     "PluginWarning",
     "ProtocolError",

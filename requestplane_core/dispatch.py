@@ -7,6 +7,8 @@ here, once, so that all transports behave the same.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 from collections.abc import AsyncIterator, Coroutine
@@ -28,7 +30,7 @@ from .errors import (
 from .instrumentation import ObservedResponder, Observer, RequestEvent
 from .request import Handler, Request
 
-__all__ = ["Dispatcher", "Responder"]
+__all__ = ["Dispatcher", "Pending", "Responder"]
 
 log = logging.getLogger("requestplane")
 
@@ -52,9 +54,44 @@ class Responder(Protocol):
     async def send_error(self, error: RequestPlaneError) -> None: ...
 
 
+_NOT_CALLED: Any = object()
+
+
+class Pending:
+    """A request :meth:`Dispatcher.answer_now` could not answer at once: pass it on to
+    :meth:`Dispatcher.handle`, in a task of its own."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: object = _NOT_CALLED) -> None:
+        # What a synchronous handler returned that still has to be awaited or streamed; the
+        # handler is not called a second time.
+        self.result = result
+
+
+_LATER = Pending()
+
+
+def is_synchronous(handler: Handler) -> bool:
+    """Whether calling ``handler`` may do the work itself (a plain ``def``), as opposed to
+    an ``async def`` function, async generator function or object with an async ``__call__``.
+
+    Only a guess for plain callables: one that returns a coroutine (a lambda around an
+    ``async def``) is synchronous here, and its coroutine is run in a task all the same.
+    """
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        return False
+    if inspect.isroutine(handler) or isinstance(handler, functools.partial):
+        return True
+    call = type(handler).__call__  # an object with a __call__ method
+    return not (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call))
+
+
 @attrs.define(eq=False)
 class _Endpoint:
     handler: Handler
+    #: A plain ``def`` handler: :meth:`Dispatcher.answer_now` calls it on the spot.
+    synchronous: bool = False
     draining: bool = False
     #: Set when stragglers are cancelled at a drain timeout: their callers get Unavailable.
     cancelling: bool = False
@@ -102,7 +139,7 @@ class Dispatcher:
             raise ValueError(f"endpoint {name!r} is already registered on this server")
         if self._draining:
             raise Unavailable("the server is draining; it accepts no new endpoints")
-        self._endpoints[name] = _Endpoint(handler)
+        self._endpoints[name] = _Endpoint(handler, is_synchronous(handler))
 
     async def unregister(self, name: str, drain_timeout: float) -> None:
         """Refuse new requests for ``name`` with ``Unavailable``, let in-flight ones finish
@@ -116,19 +153,61 @@ class Dispatcher:
 
     # -- requests --------------------------------------------------------------------------
 
+    def answer_now(self, request: Request) -> bytes | RequestPlaneError | Pending:
+        """The outcome of ``request`` if it is known without awaiting anything, for a
+        transport that can answer from where it reads (no task, no cancel scope):
+
+        - ``bytes``: the response of a synchronous handler (a plain ``def``); send it;
+        - a :class:`RequestPlaneError`: the request is refused (no such endpoint, draining,
+          expired, over the in-flight limit) or its synchronous handler raised; send it;
+        - a :class:`Pending`: pass it to :meth:`handle` in a task of its own.
+
+        The transport still checks the response against its size limit. A transport that
+        does not call this calls :meth:`handle` alone, with the same outcomes. With an
+        observing plugin installed every request goes through :meth:`handle`.
+        """
+        if self._observer is not None:
+            return _LATER
+        endpoint = self._endpoints.get(request.endpoint)
+        if endpoint is None:
+            return EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
+        if self._draining or endpoint.draining:
+            return Unavailable(f"endpoint {request.endpoint!r} is draining")
+        deadline = request.deadline
+        if deadline is not None and anyio.current_time() >= deadline:
+            return DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
+        if self._inflight >= self._max_inflight:
+            return Overloaded(f"server at its limit of {self._max_inflight} requests in flight")
+        if not endpoint.synchronous:
+            return _LATER
+        try:
+            result: object = endpoint.handler(request)
+        except Exception as exc:
+            return _remote(exc)
+        if type(result) is bytes:
+            return result
+        if isinstance(result, (bytearray, memoryview)):
+            return bytes(result)
+        return Pending(result)
+
     def handle(
-        self, request: Request, responder: Responder, scope: anyio.CancelScope | None = None
+        self,
+        request: Request,
+        responder: Responder,
+        scope: anyio.CancelScope | None = None,
+        pending: Pending = _LATER,
     ) -> Coroutine[Any, Any, None]:
         """Run ``request`` to exactly one outcome, sent through ``responder`` (await it).
 
         ``scope`` is the cancel scope the transport cancels when the caller cancels; the
         dispatcher also uses it for the deadline and for cancelling at shutdown.
+        ``pending`` is what :meth:`answer_now` returned, if the transport called it.
         """
         # A plain function handing back the coroutine that does the work: one coroutine
         # frame less per request than an ``async def`` awaiting it.
         if self._observer is not None:
-            return self._handle_observed(self._observer, request, responder, scope)
-        return self._handle(request, responder, scope)
+            return self._handle_observed(self._observer, request, responder, scope, pending)
+        return self._handle(request, responder, scope, pending.result)
 
     async def _handle_observed(
         self,
@@ -136,6 +215,7 @@ class Dispatcher:
         request: Request,
         responder: Responder,
         scope: anyio.CancelScope | None,
+        pending: Pending,
     ) -> None:
         event = RequestEvent(
             side="server",
@@ -147,32 +227,39 @@ class Dispatcher:
         observed = ObservedResponder(responder, event)
         observer.started(event)
         try:
-            await self._handle(request, observed, scope)
+            await self._handle(request, observed, scope, pending.result)
         finally:
             event.stream = event.chunks > 0
             observer.finished(event, observed.outcome)
 
     async def _handle(
-        self, request: Request, responder: Responder, scope: anyio.CancelScope | None
+        self,
+        request: Request,
+        responder: Responder,
+        scope: anyio.CancelScope | None,
+        result: object = _NOT_CALLED,
     ) -> None:
         # The hot path of every request on every transport: kept in one frame (the handler
         # call and a unary answer inline), with attribute lookups read once.
         endpoint = self._endpoints.get(request.endpoint)
         if endpoint is None:
+            _discard(result)
             return await self._refuse(
                 responder, EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
             )
-        if self._draining or endpoint.draining:
+        deadline = request.deadline
+        if result is not _NOT_CALLED:
+            pass  # answer_now admitted it a moment ago and called the handler
+        elif self._draining or endpoint.draining:
             return await self._refuse(
                 responder, Unavailable(f"endpoint {request.endpoint!r} is draining")
             )
-        deadline = request.deadline
-        if deadline is not None and anyio.current_time() >= deadline:
+        elif deadline is not None and anyio.current_time() >= deadline:
             # Expired in transit or in a queue: never start a handler nobody waits for.
             return await self._refuse(
                 responder, DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
             )
-        if self._inflight >= self._max_inflight:
+        elif self._inflight >= self._max_inflight:
             return await self._refuse(
                 responder,
                 Overloaded(f"server at its limit of {self._max_inflight} requests in flight"),
@@ -186,11 +273,13 @@ class Dispatcher:
         scopes.add(scope)
         try:
             with scope:
-                result: object
                 try:
-                    result = endpoint.handler(request)
-                    if not hasattr(result, "__anext__"):
-                        result = await result
+                    if result is _NOT_CALLED:
+                        result = endpoint.handler(request)
+                    if not hasattr(result, "__anext__") and not isinstance(
+                        result, (bytes, bytearray, memoryview)
+                    ):
+                        result = await result  # type: ignore[misc]
                 except Exception as exc:
                     return await self._refuse(responder, _remote(exc))
                 except anyio.get_cancelled_exc_class() as exc:
@@ -284,6 +373,14 @@ class Dispatcher:
         with anyio.move_on_after(1.0):
             for endpoint in endpoints:
                 await endpoint.wait_idle()
+
+
+def _discard(result: object) -> None:
+    """Close what a synchronous handler returned for a request refused after all, so that
+    a coroutine never started does not warn that it was never awaited."""
+    close = getattr(result, "close", None)
+    if close is not None and inspect.iscoroutine(result):
+        close()
 
 
 def _really_cancelled() -> bool:

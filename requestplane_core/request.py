@@ -30,6 +30,12 @@ class Request:
 HandlerResult = bytes | AsyncIterator[bytes]
 """``bytes`` for a single response, an async iterator of ``bytes`` for a stream."""
 
-Handler = Callable[[Request], Awaitable[HandlerResult] | AsyncIterator[bytes]]
+Handler = Callable[[Request], bytes | Awaitable[HandlerResult] | AsyncIterator[bytes]]
 """An endpoint: ``async def h(req) -> bytes``, ``async def h(req) -> AsyncIterator[bytes]``,
-or an async generator function ``async def h(req): yield b"..."``."""
+an async generator function ``async def h(req): yield b"..."``, or a synchronous
+``def h(req) -> bytes``.
+
+A synchronous handler is for answers computed without waiting on anything: transports that
+can (tcp) run it on the spot, in the code that read the request, without a task or cancel
+scope of its own, which makes it the cheapest kind of endpoint. Like any code that does not
+await, it holds up the event loop while it runs, and nothing can cancel it."""

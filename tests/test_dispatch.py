@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import anyio
 import pytest
@@ -14,11 +16,13 @@ from requestplane_core import (
     EndpointNotFound,
     Overloaded,
     PayloadTooLarge,
+    Pending,
     RemoteError,
     Request,
     RequestPlaneError,
     Unavailable,
 )
+from requestplane_core.dispatch import is_synchronous
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +276,144 @@ async def test_an_already_expired_request_never_starts_its_handler() -> None:
     await d.handle(req("h", deadline=anyio.current_time() - 1), r)
     [(_, error)] = r.events
     assert isinstance(error, DeadlineExceeded) and ran == []
+
+
+# -- synchronous handlers and answer_now ---------------------------------------------------
+
+
+def sync_echo(request: Request) -> bytes:
+    return b"sync:" + request.payload
+
+
+class AsyncCallable:
+    async def __call__(self, request: Request) -> bytes:
+        return request.payload
+
+
+class SyncCallable:
+    def __call__(self, request: Request) -> bytes:
+        return request.payload
+
+
+def test_which_handlers_are_synchronous() -> None:
+    import functools
+
+    assert is_synchronous(sync_echo)
+    assert is_synchronous(SyncCallable())
+    assert is_synchronous(lambda request: echo(request))  # a guess; still served right
+    assert not is_synchronous(echo)
+    assert not is_synchronous(gen)
+    assert not is_synchronous(functools.partial(echo))
+    assert not is_synchronous(AsyncCallable())
+
+
+async def test_answer_now_runs_a_synchronous_handler_on_the_spot() -> None:
+    d = Dispatcher()
+    d.register("sync", sync_echo)
+    d.register("bytearray", lambda request: bytearray(b"ba"))  # type: ignore[arg-type,return-value]
+    assert d.answer_now(req("sync", b"hi")) == b"sync:hi"
+    assert d.answer_now(req("bytearray")) == b"ba"
+    assert type(d.answer_now(req("bytearray"))) is bytes
+    assert d.inflight == 0
+
+
+async def test_answer_now_refuses_at_once() -> None:
+    d = Dispatcher(max_inflight=1)
+    d.register("sync", sync_echo)
+    assert isinstance(d.answer_now(req("nope")), EndpointNotFound)
+    expired = d.answer_now(req("sync", deadline=anyio.current_time() - 1))
+    assert isinstance(expired, DeadlineExceeded)
+    release = anyio.Event()
+
+    async def hold(request: Request) -> bytes:
+        await release.wait()
+        return b"done"
+
+    d.register("hold", hold)
+    r = Recorder()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(d.handle, req("hold"), r)
+            await anyio.wait_all_tasks_blocked()
+            overloaded = d.answer_now(req("sync"))
+            assert isinstance(overloaded, Overloaded) and overloaded.retriable
+            release.set()
+    assert r.events == [("response", b"done")]
+    with anyio.fail_after(5):
+        await d.drain(1.0)
+    assert isinstance(d.answer_now(req("sync")), Unavailable)
+
+
+async def test_answer_now_maps_a_synchronous_handler_error() -> None:
+    def broken(request: Request) -> bytes:
+        raise KeyError("missing")
+
+    d = Dispatcher()
+    d.register("broken", broken)
+    error = d.answer_now(req("broken"))
+    assert isinstance(error, RemoteError) and error.type_name == "KeyError"
+
+
+async def test_async_endpoints_are_pending_and_never_called_early() -> None:
+    calls: list[Request] = []
+
+    async def counted(request: Request) -> bytes:
+        calls.append(request)
+        return b"later"
+
+    d, r = Dispatcher(), Recorder()
+    d.register("async", counted)
+    pending = d.answer_now(req("async"))
+    assert isinstance(pending, Pending) and calls == []
+    await d.handle(req("async"), r, pending=pending)
+    assert r.events == [("response", b"later")] and len(calls) == 1
+
+
+@pytest.mark.parametrize("kind", ["coroutine", "iterator"])
+async def test_a_plain_function_returning_async_work_is_called_once(kind: str) -> None:
+    calls: list[Request] = []
+
+    def wrapper(request: Request) -> object:
+        calls.append(request)
+        return echo(request) if kind == "coroutine" else gen(request)
+
+    d, r = Dispatcher(), Recorder()
+    d.register("wrapped", wrapper)  # type: ignore[arg-type]
+    request = req("wrapped", b"w")
+    pending = d.answer_now(request)
+    assert isinstance(pending, Pending) and len(calls) == 1
+    await d.handle(request, r, pending=pending)
+    expected = (
+        [("response", b"w")]
+        if kind == "coroutine"
+        else [("chunk", b"a"), ("chunk", b"b"), ("end", None)]
+    )
+    assert r.events == expected and len(calls) == 1
+
+
+async def test_handle_alone_serves_synchronous_handlers_too() -> None:
+    d, r, e = Dispatcher(), Recorder(), Recorder()
+    d.register("sync", sync_echo)
+    d.register("wrapped", lambda request: echo(request))
+    await d.handle(req("sync", b"x"), r)
+    await d.handle(req("wrapped", b"y"), e)
+    assert r.events == [("response", b"sync:x")] and e.events == [("response", b"y")]
+
+
+async def test_pending_work_for_an_endpoint_gone_meanwhile_is_refused_and_closed() -> None:
+    made: list[Coroutine[Any, Any, bytes]] = []
+
+    def wrapper(request: Request) -> Coroutine[Any, Any, bytes]:
+        made.append(echo(request))
+        return made[-1]
+
+    d, r = Dispatcher(), Recorder()
+    d.register("wrapped", wrapper)
+    pending = d.answer_now(req("wrapped"))
+    assert isinstance(pending, Pending)
+    await d.unregister("wrapped", 1.0)
+    await d.handle(req("wrapped"), r, pending=pending)
+    [(_, error)] = r.events
+    assert isinstance(error, EndpointNotFound)
+    # closed, not left to warn "coroutine was never awaited" when collected
+    assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED

@@ -79,6 +79,14 @@ async def _fail_midstream(request: Request) -> AsyncIterator[bytes]:
     raise KeyError("lost its place")
 
 
+def _echo_sync(request: Request) -> bytes:
+    return b"sync:" + request.payload
+
+
+def _fail_sync(request: Request) -> bytes:
+    raise LookupError(f"no such thing: {request.payload.decode(errors='replace')}")
+
+
 def _blocking(probe: _Probe) -> Any:
     async def handler(request: Request) -> bytes:
         probe.deadline = request.deadline
@@ -188,6 +196,10 @@ class TransportConformance:
             server = await plane.server()
             handlers = {
                 "echo": _echo,
+                "echo-sync": _echo_sync,
+                "fail-sync": _fail_sync,
+                # A plain function handing back async work: served in a task all the same.
+                "count-wrapped": lambda request: _count(request),
                 "count": _count,
                 "headers": _headers,
                 "fail": _fail,
@@ -243,6 +255,63 @@ class TransportConformance:
             assert "bad input: 42" in info.value.remote_message
             with anyio.fail_after(BOUND):
                 assert await f.client.request(f.addr("echo"), b"ok") == b"ok"
+
+    # -- synchronous handlers --------------------------------------------------------------
+
+    async def test_synchronous_handler(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo-sync"), b"hi") == b"sync:hi"
+                assert await f.client.request(f.addr("echo-sync"), b"") == b"sync:"
+                stream = [c async for c in f.client.stream(f.addr("echo-sync"), b"s")]
+                assert b"".join(stream) == b"sync:s"
+
+    async def test_synchronous_handler_error(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND), pytest.raises(RemoteError) as info:
+                await f.client.request(f.addr("fail-sync"), b"7")
+            assert info.value.type_name == "LookupError"
+            assert "no such thing: 7" in info.value.remote_message
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo-sync"), b"ok") == b"sync:ok"
+
+    async def test_synchronous_handler_oversize_response_refused(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            limit = self._limit(f.plane)
+            big = await f.server.register("big-sync", lambda request: b"x" * (limit + 1))
+            with anyio.fail_after(BOUND), pytest.raises(PayloadTooLarge):
+                await f.client.request(big, b"")
+            with anyio.fail_after(BOUND):
+                assert await f.client.request(f.addr("echo-sync"), b"fine") == b"sync:fine"
+
+    async def test_plain_function_returning_a_stream(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            with anyio.fail_after(BOUND):
+                chunks = [c async for c in f.client.stream(f.addr("count-wrapped"), b"5")]
+            assert chunks == [f"{i}\n".encode() for i in range(5)]
+
+    async def test_synchronous_and_async_handlers_interleave(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        answers: dict[int, bytes] = {}
+        async with self._open(transport_settings) as f:
+            with anyio.fail_after(BOUND * 2):
+                async with anyio.create_task_group() as tg:
+
+                    async def call(i: int) -> None:
+                        name = "echo-sync" if i % 2 else "echo"
+                        answers[i] = await f.client.request(f.addr(name), b"%d" % i)
+
+                    for i in range(200):
+                        tg.start_soon(call, i)
+        assert answers == {i: (b"sync:%d" if i % 2 else b"%d") % i for i in range(200)}
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -519,6 +588,8 @@ class TransportConformance:
                     with pytest.raises(Overloaded) as info:
                         await f.client.request(f.addr("echo"), b"second")
                     assert info.value.retriable
+                    with pytest.raises(Overloaded):
+                        await f.client.request(f.addr("echo-sync"), b"second")
                     f.probe.release.set()
                 assert await f.client.request(f.addr("echo"), b"third") == b"third"
             assert outcome == [b"released:first"]
