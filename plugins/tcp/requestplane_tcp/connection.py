@@ -223,8 +223,14 @@ class FrameConnection:
         check_preamble(buf)
         del buf[:PREAMBLE_SIZE]
 
-    async def run_reader(self, handler: FrameHandler) -> None:
-        """Parse frames until the peer closes (returns) or breaks the protocol (raises)."""
+    async def run_reader(self, handler: FrameHandler, pause_when_congested: bool = False) -> None:
+        """Parse frames until the peer closes (returns) or breaks the protocol (raises).
+
+        With ``pause_when_congested`` (the server's side) nothing more is read while more
+        than the high-water mark waits to be sent: answers given on the spot, and refusals,
+        would otherwise pile up without bound for a peer that sends and never reads. Only
+        one side may pause, or two peers each waiting for the other to read would stall.
+        """
         receive = self.stream.receive
         unpack_from = HEADER.unpack_from
         on_frame = handler.on_frame
@@ -264,6 +270,8 @@ class FrameConnection:
                     buf = self._buf = await self._gather(handler, buf, gather)
                     gather = 0
                     continue
+            if pause_when_congested and self._out_bytes > HIGH_WATER:
+                await self.wait_drained()
             try:
                 data = await receive(RECEIVE_SIZE)
             except anyio.EndOfStream:

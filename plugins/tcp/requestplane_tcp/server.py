@@ -17,6 +17,7 @@ from requestplane_core import (
     ConnectionLost,
     Dispatcher,
     PayloadTooLarge,
+    Pending,
     ProtocolError,
     Request,
     RequestPlaneError,
@@ -65,6 +66,7 @@ class TcpServer(TransportServer):
             {REQUEST: request_body_limit(settings.max_message_size), CANCEL: 0}
         )
         self._dispatcher: Dispatcher | None = None
+        self._answer_now: Callable[[Request], bytes | RequestPlaneError | Pending] = _not_started
         self._tg: TaskGroup | None = None
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._clock: Callable[[], float] = anyio.current_time
@@ -80,6 +82,7 @@ class TcpServer(TransportServer):
 
     async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
+        self._answer_now = dispatcher.answer_now
         self._tg = task_group
         # anyio.CancelScope() looks its backend up on every call; one scope per request
         # makes that worth skipping by instantiating the backend's class directly.
@@ -164,8 +167,11 @@ class TcpServer(TransportServer):
                 with anyio.fail_after(timeout):
                     stream = await tls_handshake(stream, self._ssl, server_side=True)
             except (ssl.SSLError, OSError, TimeoutError, anyio.BrokenResourceError) as exc:
-                log.warning("tcp connection from %s closed: TLS handshake failed: %s", peer,
-                            _tls_reason(exc))
+                log.warning(
+                    "tcp connection from %s closed: TLS handshake failed: %s",
+                    peer,
+                    _tls_reason(exc),
+                )
                 await _close(stream)
                 return
             except anyio.EndOfStream:
@@ -207,7 +213,7 @@ class TcpServer(TransportServer):
                     conn.tasks = tasks
                     conn.spawn = tasks.spawn
                     try:
-                        await fc.run_reader(conn)
+                        await fc.run_reader(conn, pause_when_congested=True)
                     finally:
                         # Stop the handlers before their tasks are waited for: nobody
                         # reads their answers any more.
@@ -238,10 +244,10 @@ class TcpServer(TransportServer):
                 log.exception("tcp connection from %s failed", fc.peer)
             tg.cancel_scope.cancel()
 
-    async def _handle(self, request: Request, responder: _Responder) -> None:
+    async def _handle(self, request: Request, responder: _Responder, pending: Pending) -> None:
         assert self._dispatcher is not None
         try:
-            await self._dispatcher.handle(request, responder, responder.scope)
+            await self._dispatcher.handle(request, responder, responder.scope, pending)
         except Exception:
             log.exception("tcp server: dispatching a request to %r failed", request.endpoint)
             if responder.open:
@@ -277,11 +283,22 @@ class _ServerConnection:
                 self.fc.send(encode_error(rid, _too_large(len(payload), server._max_message)))
                 return
             deadline = None if remaining is None else server._clock() + remaining
-            responder = _Responder(self, rid, server._new_scope())
-            self.active[rid] = responder
-            responder.task = self.spawn(
-                server._handle, Request(endpoint, payload, headers, deadline), responder
-            )
+            request = Request(endpoint, payload, headers, deadline)
+            outcome = server._answer_now(request)
+            if isinstance(outcome, bytes):
+                # A synchronous handler answered on the spot: no task, no cancel scope.
+                if len(outcome) > server._max_message:
+                    self.fc.send(
+                        encode_error(rid, _response_too_large(len(outcome), server._max_message))
+                    )
+                else:
+                    self.fc.send2(HEADER.pack(len(outcome), RESPONSE, rid), outcome)
+            elif isinstance(outcome, Pending):
+                responder = _Responder(self, rid, server._new_scope())
+                self.active[rid] = responder
+                responder.task = self.spawn(server._handle, request, responder, outcome)
+            else:
+                self.fc.send(encode_error(rid, outcome))
         elif kind == CANCEL:
             cancelled = self.active.pop(rid, None)
             if cancelled is not None:
@@ -354,9 +371,7 @@ class _Responder:
     async def send_response(self, payload: bytes) -> None:
         size = len(payload)
         if size > self.limit:
-            raise PayloadTooLarge(
-                f"the response of {size} bytes is over the limit of {self.limit} bytes"
-            )
+            raise _response_too_large(size, self.limit)
         fc = self._check_open()
         self.finish()
         fc.send2(HEADER.pack(size, RESPONSE, self.rid), payload)
@@ -396,12 +411,20 @@ class _Responder:
         fc.send(encode_error(self.rid, error))
 
 
+def _not_started(request: Request) -> Pending:
+    raise RuntimeError("a request arrived before the server started")
+
+
 def _not_reading(*args: Any) -> object:
     raise RuntimeError("a request arrived on a connection that is not reading")
 
 
 def _too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request of {size} bytes is over the server's limit of {limit}")
+
+
+def _response_too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the response of {size} bytes is over the limit of {limit} bytes")
 
 
 async def _advertise_host(settings: TcpSettings) -> str:
@@ -456,4 +479,3 @@ async def _close(stream: ByteStream) -> None:
             await stream.aclose()
         except Exception:  # dropping the connection either way
             pass
-
