@@ -26,6 +26,7 @@ class Case:
     chunks: int = 100  # per stream
     chunk_size: int = 1024
     endpoint: str = "echo"  # "fail" exists to prove that errors are counted
+    handler: str = "async"  # async | sync: which kind of echo handler answers (unary)
     direct: bool = False  # bypass the RequestPlane manager: transport client and serve()
     stall_timeout: float = 15.0
     profile: str | None = None  # directory for cProfile output of both workers
@@ -36,6 +37,15 @@ class Case:
         return f"{self.backend}+uvloop" if self.uvloop else self.backend
 
     @property
+    def endpoint_name(self) -> str:
+        """The endpoint the client calls."""
+        if self.kind == "stream":
+            return "stream"
+        if self.endpoint == "echo" and self.handler == "sync":
+            return "echo_sync"
+        return self.endpoint
+
+    @property
     def server_key(self) -> tuple[str, str, bool, bool]:
         """Cases with the same key share one server process."""
         return (self.mode, self.backend, self.uvloop, self.direct)
@@ -43,7 +53,8 @@ class Case:
     @property
     def label(self) -> str:
         via = " direct" if self.direct else ""
-        return f"{self.mode}/{self.loop}{via} {self.kind} c={self.concurrency}"
+        sync = " sync" if self.handler == "sync" else ""
+        return f"{self.mode}/{self.loop}{via} {self.kind}{sync} c={self.concurrency}"
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), separators=(",", ":"))

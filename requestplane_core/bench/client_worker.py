@@ -65,7 +65,7 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
         else:
             plane = await stack.enter_async_context(RequestPlane(case.mode))
             client = plane.client()
-        endpoint = Address.parse(addresses[case.endpoint if case.kind == "unary" else "stream"])
+        endpoint = Address.parse(addresses[case.endpoint_name])
         if case.kind == "stream":
             call = _stream(client, endpoint, case)
         else:

@@ -137,6 +137,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bytes per chunk (default: 1KiB)",
     )
     parser.add_argument(
+        "--handler",
+        choices=("async", "sync"),
+        default="async",
+        help="the echo endpoint's handler: async def (default) or a synchronous def, which "
+        "transports may answer without a task of its own (unary only)",
+    )
+    parser.add_argument(
         "--direct",
         action="store_true",
         help="bypass the RequestPlane manager: the transport's client and "
@@ -188,6 +195,8 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
         if importlib.util.find_spec("uvloop") is None:
             raise ConfigError("--uvloop needs uvloop: pip install uvloop")
     kind = "stream" if args.stream else "unary"
+    if args.stream and args.handler == "sync":
+        raise ConfigError("--handler sync measures unary requests: leave out --stream")
     duration = None if args.requests is not None else (args.duration or 2.0)
     notes: list[str] = []
     cases: list[Case] = []
@@ -223,6 +232,7 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
                         chunks=args.chunks,
                         chunk_size=args.chunk_size,
                         endpoint=args.endpoint,
+                        handler=args.handler,
                         direct=args.direct,
                         stall_timeout=args.timeout,
                         profile=_profile_dir(args.profile),

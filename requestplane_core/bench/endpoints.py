@@ -26,6 +26,12 @@ async def echo(request: Request) -> bytes:
     return request.payload
 
 
+def echo_sync(request: Request) -> bytes:
+    """The same echo as a synchronous handler (``--handler sync``), which transports may
+    answer on the spot: the request plane's cost without a task and cancel scope."""
+    return request.payload
+
+
 async def stream(request: Request) -> AsyncIterator[bytes]:
     count, size = STREAM_HEADER.unpack_from(request.payload)
     chunk = _chunks.get(size)
@@ -43,4 +49,10 @@ async def stats(request: Request) -> bytes:
     return json.dumps({"rss_kib": peak_rss_kib()}).encode()
 
 
-ENDPOINTS: dict[str, Handler] = {"echo": echo, "stream": stream, "fail": fail, "stats": stats}
+ENDPOINTS: dict[str, Handler] = {
+    "echo": echo,
+    "echo_sync": echo_sync,
+    "stream": stream,
+    "fail": fail,
+    "stats": stats,
+}

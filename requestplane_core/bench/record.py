@@ -16,6 +16,7 @@ def _base(case: Case) -> dict[str, Any]:
         "mode": case.mode,
         "backend": case.loop,
         "kind": case.kind,
+        "handler": case.handler,
         "payload": case.chunk_size if case.kind == "stream" else case.payload,
         "concurrency": case.concurrency,
         "chunks": case.chunks if case.kind == "stream" else None,

@@ -52,6 +52,12 @@ def _cpu(record: dict[str, Any]) -> str:
     return f"{client + server:,.0f}"
 
 
+def _kind(record: dict[str, Any]) -> str:
+    if record["kind"] == "stream":
+        return f"stream x{record['chunks']}"
+    return "unary sync" if record.get("handler") == "sync" else "unary"
+
+
 def _row(record: dict[str, Any]) -> list[str]:
     backend = str(record["backend"]) + (" direct" if record.get("direct") else "")
     if record.get("failure") is not None:
@@ -74,7 +80,7 @@ def _row(record: dict[str, Any]) -> list[str]:
     return [
         record["mode"],
         backend,
-        record["kind"] + (f" x{record['chunks']}" if record["kind"] == "stream" else ""),
+        _kind(record),
         human_bytes(record["payload"]),
         str(record["concurrency"]),
         f"{record['requests']:,}",
