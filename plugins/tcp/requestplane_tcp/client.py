@@ -573,9 +573,7 @@ class TcpClient(TransportClient):
                         conn.reason = conn.reason or _lost(fc.peer, None)
                     except FrameError as exc:
                         log.warning("tcp connection to %s closed: %s", fc.peer, exc)
-                        conn.reason = _copier(
-                            ProtocolError(f"{fc.peer} broke the protocol: {exc}")
-                        )
+                        conn.reason = _copier(ProtocolError(f"{fc.peer} broke the protocol: {exc}"))
                     except ssl.SSLError as exc:
                         conn.reason = _copier(tls_failure(fc.peer, exc))
                     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:

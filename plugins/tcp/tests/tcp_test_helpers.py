@@ -37,9 +37,7 @@ def spec() -> TransportSpec[TcpSettings]:
 
 
 def make_settings(**overrides: object) -> TcpSettings:
-    return load_settings(
-        TcpSettings, prefix="REQUESTPLANE_TCP_", environ={}, overrides=overrides
-    )
+    return load_settings(TcpSettings, prefix="REQUESTPLANE_TCP_", environ={}, overrides=overrides)
 
 
 @asynccontextmanager

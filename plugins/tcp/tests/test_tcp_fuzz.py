@@ -79,9 +79,10 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        with start_blocking_portal(request.param) as portal, portal.wrap_async_context_manager(
-            _serve()
-        ) as (address, c):
+        with (
+            start_blocking_portal(request.param) as portal,
+            portal.wrap_async_context_manager(_serve()) as (address, c),
+        ):
             yield Live(portal, address, c, recorder)
     finally:
         logger.removeHandler(recorder)
@@ -184,9 +185,7 @@ def test_any_bytes_close_only_their_connection(live: Live, data: bytes) -> None:
     assert answer[: len(PREAMBLE)] in (PREAMBLE, PREAMBLE[: len(answer)])
     peer = f"127.0.0.1:{port}"
     warned = [
-        message
-        for level, message in live.log.lines
-        if level >= logging.WARNING and peer in message
+        message for level, message in live.log.lines if level >= logging.WARNING and peer in message
     ]
     if data and not data.startswith(PREAMBLE):
         assert warned, f"no reason logged for a bad preamble {data[:8]!r}"

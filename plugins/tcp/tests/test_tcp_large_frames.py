@@ -28,9 +28,7 @@ SIZES = [5, RECEIVE_SIZE - 30, RECEIVE_SIZE, RECEIVE_SIZE + 1, 1_000_003, 3 * RE
 
 
 def _payload(i: int, size: int) -> bytes:
-    return bytes((i + k) % 251 for k in range(min(size, 251))) * (size // 251) + b"t" * (
-        size % 251
-    )
+    return bytes((i + k) % 251 for k in range(min(size, 251))) * (size // 251) + b"t" * (size % 251)
 
 
 async def test_large_and_small_responses_interleaved_reach_the_client_whole() -> None:

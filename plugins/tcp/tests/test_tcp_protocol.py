@@ -188,9 +188,10 @@ async def test_oversize_request_answered_and_connection_kept(payload_size: int) 
 
 
 async def test_oversize_request_from_a_client_with_a_bigger_limit() -> None:
-    async with running({"echo": echo}, max_message_size=1000) as (_server, addresses), client(
-        max_message_size=10_000_000
-    ) as big:
+    async with (
+        running({"echo": echo}, max_message_size=1000) as (_server, addresses),
+        client(max_message_size=10_000_000) as big,
+    ):
         address = addresses["echo"]
         with anyio.fail_after(BOUND):
             for size in (1001, 70_000, 2_000_000):
@@ -228,9 +229,7 @@ async def test_deadline_travels_as_remaining_time() -> None:
     seen: list[float | None] = []
 
     async def record(request: Request) -> bytes:
-        seen.append(
-            None if request.deadline is None else request.deadline - anyio.current_time()
-        )
+        seen.append(None if request.deadline is None else request.deadline - anyio.current_time())
         await anyio.lowlevel.checkpoint()  # where a passed deadline cancels the handler
         return b""
 

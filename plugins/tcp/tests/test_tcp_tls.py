@@ -73,9 +73,10 @@ async def test_tls_round_trip(certs: Certs) -> None:
             yield b"%d" % i
 
     server = {"tls": True, "tls_cert": certs.server_cert, "tls_key": certs.server_key}
-    async with running({"echo": echo, "count": count}, **server) as (srv, addresses), client(
-        tls=True, tls_ca=certs.ca_file
-    ) as c:
+    async with (
+        running({"echo": echo, "count": count}, **server) as (srv, addresses),
+        client(tls=True, tls_ca=certs.ca_file) as c,
+    ):
         with anyio.fail_after(BOUND):
             assert await c.request(addresses["echo"], b"secret") == b"secret"
             assert [x async for x in c.stream(addresses["count"], b"")] == [b"0", b"1", b"2"]
@@ -89,8 +90,9 @@ async def test_client_that_does_not_trust_the_server(
     server = {"tls": True, "tls_cert": certs.untrusted_server_pem}
     async with running({"echo": echo}, **server) as (_srv, addresses):
         async with client(tls=True, tls_ca=certs.ca_file) as c:
-            with anyio.fail_after(BOUND), pytest.raises(
-                ProtocolError, match="does not trust the server's certificate"
+            with (
+                anyio.fail_after(BOUND),
+                pytest.raises(ProtocolError, match="does not trust the server's certificate"),
             ):
                 await c.request(addresses["echo"], b"")
         # and the server goes on serving clients that do trust it
@@ -102,9 +104,10 @@ async def test_client_that_does_not_trust_the_server(
 
 async def test_wrong_server_name_is_not_trusted(certs: Certs) -> None:
     server = {"tls": True, "tls_cert": certs.server_pem}
-    async with running({"echo": echo}, **server) as (_srv, addresses), client(
-        tls=True, tls_ca=certs.ca_file, tls_server_name="db.internal"
-    ) as c:
+    async with (
+        running({"echo": echo}, **server) as (_srv, addresses),
+        client(tls=True, tls_ca=certs.ca_file, tls_server_name="db.internal") as c,
+    ):
         with anyio.fail_after(BOUND), pytest.raises(ProtocolError, match="does not trust"):
             await c.request(addresses["echo"], b"")
 
@@ -117,9 +120,10 @@ def _mutual_server(certs: Certs) -> dict[str, object]:
 
 
 async def test_mutual_tls(certs: Certs) -> None:
-    async with running({"echo": echo}, **_mutual_server(certs)) as (_srv, addresses), client(
-        tls=True, tls_ca=certs.ca_file, tls_client_cert=certs.client_pem
-    ) as c:
+    async with (
+        running({"echo": echo}, **_mutual_server(certs)) as (_srv, addresses),
+        client(tls=True, tls_ca=certs.ca_file, tls_client_cert=certs.client_pem) as c,
+    ):
         with anyio.fail_after(BOUND):
             assert await c.request(addresses["echo"], b"mutual") == b"mutual"
 
@@ -134,8 +138,9 @@ async def test_server_that_does_not_trust_the_client(
         settings["tls_client_cert"] = certs.stranger_pem
     async with running({"echo": echo}, **_mutual_server(certs)) as (_srv, addresses):
         async with client(**settings) as c:
-            with anyio.fail_after(BOUND), pytest.raises(
-                ProtocolError, match="server refused this client's certificate"
+            with (
+                anyio.fail_after(BOUND),
+                pytest.raises(ProtocolError, match="server refused this client's certificate"),
             ):
                 await c.request(addresses["echo"], b"")
         async with client(
@@ -147,18 +152,22 @@ async def test_server_that_does_not_trust_the_client(
 
 
 async def test_plaintext_client_to_a_tls_server(certs: Certs) -> None:
-    async with running({"echo": echo}, tls=True, tls_cert=certs.server_pem) as (
-        _srv,
-        addresses,
-    ), client() as c:
+    async with (
+        running({"echo": echo}, tls=True, tls_cert=certs.server_pem) as (
+            _srv,
+            addresses,
+        ),
+        client() as c,
+    ):
         with anyio.fail_after(BOUND), pytest.raises(ProtocolError):
             await c.request(addresses["echo"], b"")
 
 
 async def test_tls_client_to_a_plaintext_server(certs: Certs) -> None:
-    async with running({"echo": echo}) as (_srv, addresses), client(
-        tls=True, tls_ca=certs.ca_file
-    ) as c:
+    async with (
+        running({"echo": echo}) as (_srv, addresses),
+        client(tls=True, tls_ca=certs.ca_file) as c,
+    ):
         with anyio.fail_after(BOUND), pytest.raises(ProtocolError, match="TLS"):
             await c.request(addresses["echo"], b"")
 
