@@ -5,7 +5,8 @@ that returns the body, one httpx.AsyncClient with http2 (all requests multiplexe
 connection).
 
 ``--http1`` uses HTTP/1.1 with a pool of one connection per concurrent request instead
-(httpx's HTTP/2 client slows down as more requests share its connection).
+(httpx's HTTP/2 client slows down as more requests share its connection). The server is
+``_hypercorn_echo.py``, the one ``plugins/http/bench_client.py`` measures against too.
 
     python benchmarks/httpx_hypercorn.py [--http1] [--table]
 """
@@ -13,77 +14,23 @@ connection).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import anyio
 import httpx
 from _harness import peer_main
-from hypercorn.asyncio import serve as hypercorn_serve
-from hypercorn.config import Config
+from _hypercorn_echo import serve_echo
 
 from requestplane_core.bench.load import Call
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http1", action="store_true", help="HTTP/1.1, a connection pool")
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def serve(args: argparse.Namespace) -> AsyncIterator[str]:
-    config = Config()
-    port = _free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.keep_alive_max_requests = 1 << 62  # its default closes after 1000 requests
-    stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: hypercorn_serve(app, config, shutdown_trigger=stop.wait))
-        with anyio.fail_after(10):
-            while True:
-                try:
-                    probe = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.02)
-                else:
-                    await probe.aclose()
-                    break
-        yield f"http://127.0.0.1:{port}/echo"
-        stop.set()
+def serve(args: argparse.Namespace) -> AbstractAsyncContextManager[str]:
+    return serve_echo()
 
 
 @asynccontextmanager

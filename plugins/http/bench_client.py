@@ -27,11 +27,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
 
 import anyio
 
 PAYLOAD = b"x" * 1024
+# The repository's peer benchmarks, home of the bare hypercorn echo server (_hypercorn_echo.py).
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 # -- servers (child processes) -----------------------------------------------------------
@@ -55,69 +57,14 @@ async def _serve_transport(backend: str) -> None:
 
 
 async def _serve_plain(backend: str) -> None:
-    import socket
+    # The same server as benchmarks/httpx_hypercorn.py, the httpx peer in docs/benchmarks.md,
+    # so both measure against one baseline.
+    sys.path.insert(0, str(BENCHMARKS))
+    from _hypercorn_echo import serve_echo
 
-    from hypercorn.config import Config
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":  # hypercorn on trio insists on the protocol
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.keep_alive_max_requests = 1 << 62
-    stop = anyio.Event()
-
-    async def wait_stdin() -> None:
+    async with serve_echo() as url:
+        print(url, flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read)
-        stop.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(wait_stdin)
-        if backend == "trio":
-            from hypercorn.trio import serve as trio_serve
-
-            tg.start_soon(lambda: trio_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        else:
-            from hypercorn.asyncio import serve as asyncio_serve
-
-            tg.start_soon(lambda: asyncio_serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        # hypercorn binds on its own here: wait until it accepts.
-        with anyio.fail_after(10):
-            while True:
-                try:
-                    conn = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.02)
-                else:
-                    await conn.aclose()
-                    break
-        print(f"http://127.0.0.1:{port}/echo", flush=True)
 
 
 def _start_server(kind: str, backend: str) -> tuple[subprocess.Popen[str], str]:
