@@ -15,7 +15,10 @@ from requestplane_core import (
     Address,
     ConnectionLost,
     Dispatcher,
+    PayloadTooLarge,
+    Pending,
     Request,
+    RequestPlaneError,
     TransportServer,
 )
 
@@ -88,8 +91,9 @@ class NatsTransportServer(TransportServer):
         on_request = partial(self._on_request, endpoint)
         subs = self._subs[endpoint] = []
         try:
-            subs.append(await link.subscribe(instance_subject(prefix, endpoint, self.instance),
-                                             on_request))
+            subs.append(
+                await link.subscribe(instance_subject(prefix, endpoint, self.instance), on_request)
+            )
             subs.append(await link.subscribe(shared, on_request, queue=self._settings.queue_group))
             subs.append(await link.subscribe(cancel_subject_for(shared), self._on_cancel))
             # Once the server has seen the subscriptions, a request sent right after
@@ -129,16 +133,24 @@ class NatsTransportServer(TransportServer):
                 elif key.lower() not in wire.RESERVED:
                     headers[key] = value
         request = Request(endpoint, msg.data, headers, deadline)
-        scope = self._new_scope()
-        self._inflight[reply] = scope
-        spawner.spawn(self._serve, request, Responder(link, reply, spawner.spawn), scope)
+        assert self._dispatcher is not None
+        outcome = self._dispatcher.answer_now(request)
+        responder = Responder(link, reply, spawner.spawn)
+        if isinstance(outcome, Pending):
+            scope = self._new_scope()
+            self._inflight[reply] = scope
+            spawner.spawn(self._serve, request, responder, scope, outcome)
+        else:
+            # Known at once (a synchronous handler, a refusal): publishing still awaits,
+            # but needs no cancel scope and no dispatcher.
+            spawner.spawn(_answer, responder, outcome)
 
     async def _serve(
-        self, request: Request, responder: Responder, scope: anyio.CancelScope
+        self, request: Request, responder: Responder, scope: anyio.CancelScope, pending: Pending
     ) -> None:
         assert self._dispatcher is not None
         try:
-            await self._dispatcher.handle(request, responder, scope)
+            await self._dispatcher.handle(request, responder, scope, pending)
         finally:
             self._inflight.pop(responder.reply, None)
 
@@ -185,3 +197,16 @@ class NatsTransportServer(TransportServer):
             "inflight": len(self._inflight),
             "reconnects": link.stats().get("reconnects", 0) if link else 0,
         }
+
+
+async def _answer(responder: Responder, outcome: bytes | RequestPlaneError) -> None:
+    try:
+        if isinstance(outcome, bytes):
+            try:
+                await responder.send_response(outcome)
+                return
+            except PayloadTooLarge as exc:
+                outcome = exc
+        await responder.send_error(outcome)
+    except ConnectionLost:
+        pass  # the server's NATS connection closed: the caller's deadline reports it
