@@ -1,10 +1,18 @@
 """Raw anyio TCP, on asyncio or trio: the same multiplexed echo as raw_asyncio.py.
 
-The floor for a transport written on anyio: BufferedByteReceiveStream.receive_exactly for
-header and body, one lock around sends, an Event per request. ``--inline`` answers in the
-server's read loop; without it each request runs in its own task.
+The floor for a transport written on anyio, two ways:
 
-    python benchmarks/raw_anyio.py [--backend asyncio|trio] [--inline] [--kind stream] [--table]
+- plain (the default): BufferedByteReceiveStream.receive_exactly for header and body, one
+  lock around sends (a ``send`` each), an Event per request: what anyio's API invites;
+- ``--batched``: what a careful author writes: large blocks received and every frame in
+  them parsed without awaiting, frames queued and sent by one writer task per connection,
+  all that is queued in one ``send`` (the byte path requestplane-tcp itself uses).
+
+``--inline`` answers in the server's read loop; without it each request runs in its own
+task (anyio's ``start_soon``).
+
+    python benchmarks/raw_anyio.py [--backend asyncio|trio] [--inline] [--batched]
+                                   [--kind stream] [--table]
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import argparse
 import itertools
 import math
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -28,6 +36,84 @@ from requestplane_core.bench.load import Call
 
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inline", action="store_true", help="answer in the read loop")
+    parser.add_argument(
+        "--batched", action="store_true", help="block reads and one coalescing writer task"
+    )
+
+
+class _Batched:
+    """One connection's frames: queued by anyone, sent by one writer task, received in
+    large blocks and handed to ``on_frame`` one by one."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.out: list[bytes] = []
+        self.wake = anyio.Event()
+
+    def send(self, frame: bytes) -> None:
+        self.out.append(frame)
+        self.wake.set()
+
+    async def run_writer(self) -> None:
+        while True:
+            if not self.out:
+                self.wake = anyio.Event()
+                await self.wake.wait()
+                continue
+            out, self.out = self.out, []
+            await self.stream.send(out[0] if len(out) == 1 else b"".join(out))
+
+    async def run_reader(self, on_frame: Callable[[int, int, bytes], None]) -> None:
+        buf = b""
+        size = HEAD.size
+        while True:
+            try:
+                data = await self.stream.receive(262144)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                return
+            buf = buf + data if buf else data
+            pos, n = 0, len(buf)
+            while n - pos >= size:
+                length, rid, kind = HEAD.unpack_from(buf, pos)
+                end = pos + size + length
+                if end > n:
+                    break
+                on_frame(kind, rid, buf[pos + size : end])
+                pos = end
+            buf = buf[pos:]
+
+
+async def _handle_batched(stream: SocketStream, inline: bool) -> None:
+    conn = _Batched(stream)
+
+    def respond(rid: int, body: bytes) -> None:
+        conn.send(HEAD.pack(len(body), rid, RESPONSE) + body)
+
+    async def respond_in_task(rid: int, body: bytes) -> None:
+        respond(rid, body)
+
+    async def chunks(rid: int, body: bytes) -> None:
+        count, size = STREAM_REQUEST.unpack_from(body)
+        frame = HEAD.pack(size, rid, CHUNK) + b"c" * size
+        for i in range(count):
+            conn.send(frame)
+            if i % 16 == 15:
+                await anyio.lowlevel.checkpoint()  # let the writer and reader run
+        conn.send(HEAD.pack(0, rid, 4))
+
+    async with stream, anyio.create_task_group() as tg:
+
+        def on_frame(kind: int, rid: int, body: bytes) -> None:
+            if kind == UNARY and inline:
+                respond(rid, body)
+            elif kind == UNARY:
+                tg.start_soon(respond_in_task, rid, body)
+            else:
+                tg.start_soon(chunks, rid, body)
+
+        tg.start_soon(conn.run_writer)
+        await conn.run_reader(on_frame)
+        tg.cancel_scope.cancel()
 
 
 async def _handle(stream: SocketStream, inline: bool) -> None:
@@ -67,7 +153,8 @@ async def serve(args: argparse.Namespace) -> AsyncIterator[str]:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     port = listener.extra(SocketAttribute.local_port)
     async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, lambda s: _handle(s, args.inline))
+        handle = _handle_batched if args.batched else _handle
+        tg.start_soon(listener.serve, lambda s: handle(s, args.inline))
         yield f"127.0.0.1:{port}"
         tg.cancel_scope.cancel()
 
@@ -91,9 +178,61 @@ async def _read(
 
 
 @asynccontextmanager
+async def _connect_batched(args: argparse.Namespace, stream: SocketStream) -> AsyncIterator[Call]:
+    conn = _Batched(stream)
+    waiters: dict[int, tuple[anyio.Event, list[bytes]]] = {}
+    streams: dict[int, MemoryObjectSendStream[bytes | None]] = {}
+    ids = itertools.count()
+    payload = bytes(args.payload)
+
+    def on_frame(kind: int, rid: int, body: bytes) -> None:
+        if kind == RESPONSE:
+            event, slot = waiters.pop(rid)
+            slot.append(body)
+            event.set()
+        elif kind == CHUNK:
+            streams[rid].send_nowait(body)
+        else:
+            streams.pop(rid).send_nowait(None)
+
+    async def unary() -> None:
+        rid = next(ids)
+        event, slot = waiters[rid] = (anyio.Event(), [])
+        conn.send(HEAD.pack(len(payload), rid, UNARY) + payload)
+        await event.wait()
+        if slot[0] != payload:
+            raise ValueError("echo mismatch")
+
+    request = STREAM_REQUEST.pack(args.chunks, args.chunk_size)
+
+    async def chunked() -> None:
+        rid = next(ids)
+        send, receive = anyio.create_memory_object_stream[bytes | None](math.inf)
+        streams[rid] = send
+        conn.send(HEAD.pack(len(request), rid, STREAM) + request)
+        count = 0
+        async for chunk in receive:
+            if chunk is None:
+                break
+            count += 1
+        if count != args.chunks:
+            raise ValueError("short stream")
+
+    async with stream, anyio.create_task_group() as tg:
+        tg.start_soon(conn.run_writer)
+        tg.start_soon(conn.run_reader, on_frame)
+        yield unary if args.kind == "unary" else chunked
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
 async def connect(args: argparse.Namespace, address: str) -> AsyncIterator[Call]:
     host, port = address.rsplit(":", 1)
     stream = await anyio.connect_tcp(host, int(port))
+    if args.batched:
+        async with _connect_batched(args, stream) as call:
+            yield call
+        return
     lock = anyio.Lock()
     waiters: dict[int, tuple[anyio.Event, list[bytes]]] = {}
     streams: dict[int, MemoryObjectSendStream[bytes | None]] = {}
