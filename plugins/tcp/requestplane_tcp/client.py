@@ -32,7 +32,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
-from .connection import FrameConnection, body_bytes
+from .connection import FrameConnection, body_bytes, close_quietly
 from .framing import (
     CANCEL,
     CHUNK,
@@ -517,8 +517,7 @@ class TcpClient(TransportClient):
                     await stream.send(PREAMBLE)
                     await fc.read_preamble()
                 except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await _aclose_quietly(stream)
+                    await close_quietly(stream)
                     raise
         # No request was sent on a connection that failed to open, so those failures are
         # Unavailable (retriable: another instance may serve it), unless the peer is
@@ -796,10 +795,3 @@ def _too_large_factory(size: int, limit: int) -> _ErrorFactory:
 
 def _response_too_large(size: int, limit: int, what: str) -> PayloadTooLarge:
     return PayloadTooLarge(f"the {what} of {size} bytes is over this client's limit of {limit}")
-
-
-async def _aclose_quietly(stream: Any) -> None:
-    try:
-        await stream.aclose()
-    except Exception:  # the connection is being dropped either way
-        pass

@@ -30,7 +30,7 @@ from .framing import (
 )
 from .socket_writer import socket_writer
 
-__all__ = ["FrameConnection", "FrameHandler", "body_bytes"]
+__all__ = ["FrameConnection", "FrameHandler", "body_bytes", "close_quietly"]
 
 RECEIVE_SIZE = 262144
 # Senders wait (after queueing their frame) while more than this is queued, so a peer that
@@ -329,11 +329,17 @@ class FrameConnection:
         """Close the socket now (whatever is still queued is dropped)."""
         self.closed = True
         self._release_drain_waiters()
-        with anyio.CancelScope(shield=True):
-            try:
-                await self.stream.aclose()
-            except Exception:  # the connection is being dropped either way
-                pass
+        await close_quietly(self.stream)
+
+
+async def close_quietly(stream: ByteStream) -> None:
+    """Close a stream that is being dropped, even from a cancelled scope; an error closing
+    it changes nothing (every call on it has its outcome already)."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await stream.aclose()
+        except Exception:
+            pass
 
 
 def _blocks(out: list[bytes]) -> list[bytes]:

@@ -24,7 +24,7 @@ from requestplane_core import (
     TransportServer,
 )
 
-from .connection import FrameConnection
+from .connection import FrameConnection, close_quietly
 from .framing import (
     CANCEL,
     CHUNK,
@@ -172,11 +172,11 @@ class TcpServer(TransportServer):
                     peer,
                     _tls_reason(exc),
                 )
-                await _close(stream)
+                await close_quietly(stream)
                 return
             except anyio.EndOfStream:
                 log.info("tcp connection from %s closed during the TLS handshake", peer)
-                await _close(stream)
+                await close_quietly(stream)
                 return
         conn = _ServerConnection(self, FrameConnection(stream, peer, self._limits))
         self._connections.add(conn)
@@ -471,11 +471,3 @@ def _tls_reason(exc: BaseException) -> str:
             return f"the client does not speak TLS ({reason})"
         return reason
     return repr(cause) if cause is not None else "the connection broke"
-
-
-async def _close(stream: ByteStream) -> None:
-    with anyio.CancelScope(shield=True):
-        try:
-            await stream.aclose()
-        except Exception:  # dropping the connection either way
-            pass
