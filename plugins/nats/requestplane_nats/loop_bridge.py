@@ -141,9 +141,7 @@ class ThreadBridge(LoopBridge):
             for task in pending:
                 task.cancel()
             if pending:
-                self._loop.run_until_complete(
-                    asyncio.gather(*pending, return_exceptions=True)
-                )
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
@@ -200,15 +198,24 @@ class ThreadBridge(LoopBridge):
                 raise exc
             on_error(exc)
             return
-        self._outbound.append((fn, args, on_error))
-        if not self._out_scheduled:
-            self._out_scheduled = True
-            self._kick_wanted.set()
+        self.send_nowait(fn, *args, on_error=on_error)
         if len(self._outbound) > _HIGH_WATER:
             if self._space is None:
                 self._space = anyio.Event()
             self._blocked = True
             await self._space.wait()
+
+    def send_nowait(
+        self, fn: Callable[..., Awaitable[object]], *args: Any, on_error: ErrorCallback = None
+    ) -> None:
+        """Queue ``fn(*args)`` for the nats-py loop without waiting for the queue to have
+        room (the one reply of a message being delivered: the deliveries bound it)."""
+        if self._closed:
+            return  # the connection is gone: the caller's deadline reports it
+        self._outbound.append((fn, args, on_error))
+        if not self._out_scheduled:
+            self._out_scheduled = True
+            self._kick_wanted.set()
 
     async def barrier(self) -> None:
         passed = anyio.Event()

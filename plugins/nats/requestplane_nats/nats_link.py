@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ from requestplane_core import (
     Unavailable,
 )
 
-from .loop_bridge import LoopBridge, NativeBridge, open_bridge
+from .loop_bridge import LoopBridge, NativeBridge, ThreadBridge, open_bridge
 from .settings import NatsSettings
 
 __all__ = ["Msg", "NatsLink", "Subscription", "safe_url"]
@@ -38,9 +38,9 @@ log = logging.getLogger("requestplane.nats")
 _DRAIN_TIMEOUT = 5.0
 _LINGER = 0.05
 # nats-py's own Subscription.drain, minus the race (see NatsLink.unsubscribe), needs these.
-_HAS_SUB_INTERNALS = all(
-    hasattr(Subscription, name) for name in ("_stop_processing",)
-) and all(hasattr(Client, name) for name in ("_send_unsubscribe", "_remove_sub"))
+_HAS_SUB_INTERNALS = all(hasattr(Subscription, name) for name in ("_stop_processing",)) and all(
+    hasattr(Client, name) for name in ("_send_unsubscribe", "_remove_sub")
+)
 
 
 def safe_url(url: str) -> str:
@@ -75,6 +75,7 @@ class NatsLink:
     def __init__(self, bridge: LoopBridge, nc: Client, url: str) -> None:
         self._bridge = bridge
         self._native = isinstance(bridge, NativeBridge)
+        self._threaded = bridge if isinstance(bridge, ThreadBridge) else None
         self._nc = nc
         self.url = url
         self.on_disconnect: Callable[[], object] | None = None
@@ -218,12 +219,16 @@ class NatsLink:
     # -- operations --------------------------------------------------------------------------
 
     async def subscribe(
-        self, subject: str, on_msg: Callable[[Msg], object], queue: str = ""
+        self, subject: str, on_msg: Callable[[Msg], Awaitable[None] | None], queue: str = ""
     ) -> Subscription:
         if isinstance(self._bridge, NativeBridge):
 
             async def callback(msg: Msg) -> None:
-                on_msg(msg)  # same loop: no hand-over
+                # Same loop: no hand-over. What on_msg returns to await (an answer published
+                # by publish_now) is awaited here, in nats-py's task for the subscription.
+                answer = on_msg(msg)
+                if answer is not None:
+                    await answer
 
         else:
             deliver = self._bridge.deliver
@@ -276,6 +281,18 @@ class NatsLink:
             await self._bridge.run(self._nc.flush, timeout)
         except (NatsError, TimeoutError) as exc:
             raise ConnectionLost(f"NATS server did not answer a flush: {_reason(exc)}") from None
+
+    def publish_now(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> Awaitable[None] | None:
+        """Publish without a task of the caller's own, for a callback of :meth:`subscribe`:
+        on asyncio it returns the publish for the callback to return (nats-py's task for the
+        subscription awaits it: its publish only queues the message); across the thread
+        bridge it queues the message at once and returns None."""
+        if self._threaded is None:
+            return self.publish(subject, payload, "", headers)
+        self._threaded.send_nowait(self._nc.publish, subject, payload, "", headers)
+        return None
 
     async def publish(
         self,

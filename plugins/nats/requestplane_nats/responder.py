@@ -10,7 +10,7 @@ batch that is full goes out at once, so memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from anyio.lowlevel import checkpoint
@@ -52,6 +52,25 @@ class Responder:
                 f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
             )
         return limit
+
+    def answer_now(self, outcome: bytes | RequestPlaneError) -> Awaitable[None] | None:
+        """The whole answer at once, without a task (see ``NatsLink.publish_now``): what to
+        await, if anything. Nothing is sent once the connection is closed: the caller's
+        deadline reports that."""
+        if self._link.closed:
+            return None
+        if isinstance(outcome, bytes):
+            try:
+                self._check(len(outcome))
+            except PayloadTooLarge as exc:
+                outcome = exc
+            else:
+                return self._link.publish_now(self.reply, outcome)
+        headers = wire.error_headers(outcome)
+        room = self._link.max_payload - wire.header_size(headers)
+        return self._link.publish_now(
+            self.reply, wire.error_payload(outcome, max(room, 0)), headers=headers
+        )
 
     async def send_response(self, payload: bytes) -> None:
         self._check(len(payload))

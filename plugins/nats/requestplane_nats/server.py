@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -15,10 +15,8 @@ from requestplane_core import (
     Address,
     ConnectionLost,
     Dispatcher,
-    PayloadTooLarge,
     Pending,
     Request,
-    RequestPlaneError,
     TransportServer,
 )
 
@@ -116,10 +114,10 @@ class NatsTransportServer(TransportServer):
 
     # -- requests (called on the anyio side, in order of arrival) ---------------------------
 
-    def _on_request(self, endpoint: str, msg: Msg) -> None:
+    def _on_request(self, endpoint: str, msg: Msg) -> Awaitable[None] | None:
         reply, link, spawner = msg.reply, self._link, self._spawner
         if not reply or link is None or spawner is None:
-            return  # a plain publish (nobody waits for an answer), or the server is closed
+            return None  # a plain publish (nobody waits for an answer), or the server is closed
         remaining = wire.remaining_from_reply(reply)
         deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
@@ -140,10 +138,10 @@ class NatsTransportServer(TransportServer):
             scope = self._new_scope()
             self._inflight[reply] = scope
             spawner.spawn(self._serve, request, responder, scope, outcome)
-        else:
-            # Known at once (a synchronous handler, a refusal): publishing still awaits,
-            # but needs no cancel scope and no dispatcher.
-            spawner.spawn(_answer, responder, outcome)
+            return None
+        # Known at once (a synchronous handler, a refusal): answered without a task, as a
+        # plain nats-py responder answers in its callback.
+        return responder.answer_now(outcome)
 
     async def _serve(
         self, request: Request, responder: Responder, scope: anyio.CancelScope, pending: Pending
@@ -197,16 +195,3 @@ class NatsTransportServer(TransportServer):
             "inflight": len(self._inflight),
             "reconnects": link.stats().get("reconnects", 0) if link else 0,
         }
-
-
-async def _answer(responder: Responder, outcome: bytes | RequestPlaneError) -> None:
-    try:
-        if isinstance(outcome, bytes):
-            try:
-                await responder.send_response(outcome)
-                return
-            except PayloadTooLarge as exc:
-                outcome = exc
-        await responder.send_error(outcome)
-    except ConnectionLost:
-        pass  # the server's NATS connection closed: the caller's deadline reports it
