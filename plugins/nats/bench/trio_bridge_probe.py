@@ -42,21 +42,26 @@ async def drive(call) -> float:  # type: ignore[no-untyped-def]
 def raw_asyncio() -> float:
     async def main() -> float:
         nc = await nats.connect(URL)
+
         async def cb(msg):  # type: ignore[no-untyped-def]
             await nc.publish(msg.reply, msg.data)
+
         await nc.subscribe("probe.raw", cb=cb)
         done = 0
         stop = time.perf_counter() + SECONDS
+
         async def worker() -> None:
             nonlocal done
             while time.perf_counter() < stop:
                 await nc.request("probe.raw", PAYLOAD, timeout=10)
                 done += 1
+
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONC)))
         rate = done / (time.perf_counter() - t0)
         await nc.close()
         return rate
+
     return asyncio.run(main())
 
 

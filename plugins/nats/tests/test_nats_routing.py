@@ -41,9 +41,10 @@ async def test_instance_subject_reaches_one_server(nats_url: str) -> None:
     shared = {"url": nats_url}
     scoped = {**shared, "address_scope": "instance"}
     with anyio.fail_after(20):
-        async with nats_server_of({**scoped, "instance": "w1"}) as one, nats_server_of(
-            {**scoped, "instance": "w2"}
-        ) as two:
+        async with (
+            nats_server_of({**scoped, "instance": "w1"}) as one,
+            nats_server_of({**scoped, "instance": "w2"}) as two,
+        ):
             a = await one.register("work", tagged("one"))
             b = await two.register("work", tagged("two"))
             assert a.path == "requestplane.work._w1" and b.path == "requestplane.work._w2"

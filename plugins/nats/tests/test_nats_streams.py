@@ -80,9 +80,7 @@ async def test_stream_that_stops_is_deadline_exceeded_and_cancelled(nats_url: st
             got: list[bytes] = []
             with anyio.fail_after(10), pytest.raises(DeadlineExceeded):
                 # generous: the two chunks must arrive before it even on a loaded machine
-                async for chunk in client.stream(
-                    address_of(nats_url, subject), b"", timeout=2.0
-                ):
+                async for chunk in client.stream(address_of(nats_url, subject), b"", timeout=2.0):
                     got.append(chunk)
             assert got == [b"a", b"b"]
             # the server was told to stop: a cancel naming the request's reply inbox
