@@ -204,6 +204,9 @@ def sweep_entries(args: argparse.Namespace) -> list[Entry]:
                 out.append(
                     bench(f"{mode} {backend} c={c}", "--mode", mode, "--backend", backend, *load)
                 )
+        if "tcp" in _transports():
+            sync = ("--mode", "tcp", "--backend", "asyncio", "--handler", "sync", *load)
+            out.append(bench(f"tcp asyncio sync c={c}", *sync))
     return out
 
 
