@@ -312,6 +312,13 @@ TARGETS = (
     ),
     ("TCP asyncio vs nats-py", "tcp asyncio", "nats-py request/reply", "req_per_s", 2.0),
     (
+        "TCP asyncio, sync handler vs nats-py",
+        "tcp asyncio sync",
+        "nats-py request/reply",
+        "req_per_s",
+        2.0,
+    ),
+    (
         "TCP trio, sync handler vs raw anyio on trio",
         "tcp trio sync",
         "raw anyio/trio (inline)",

@@ -44,16 +44,19 @@ def main() -> int:
     ordered = sorted(
         runs.items(), key=lambda kv: -max(statistics.median(v) for v in kv[1].values())
     )
-    for stack, by_c in ordered:
+    # tab20 rather than the default 10-colour cycle: more stacks than that share the plot.
+    colors = plt.get_cmap("tab20").colors
+    for i, (stack, by_c) in enumerate(ordered):
         xs = sorted(by_c)
         ys = [statistics.median(by_c[c]) for c in xs]
         style = "-" if not stack.startswith(("raw", "nats-py", "grpcio", "httpx")) else "--"
-        ax.plot(xs, ys, style, marker="o", label=stack)
+        ax.plot(xs, ys, style, marker="o", label=stack, color=colors[(2 * i) % 20 + (i >= 10)])
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     ticks = sorted({c for by_c in runs.values() for c in by_c})
     ax.set_xticks(ticks, [str(c) for c in ticks])
     ax.set_xlabel("concurrent requests from one client")
-    ax.set_ylabel("requests per second (median)")
+    ax.set_ylabel("requests per second (median, log scale)")
     ax.set_title(
         "1 KiB echo on loopback, server and client in separate processes\n"
         f"(solid: requestplane transports; dashed: peers; {platform.python_version()})",

@@ -97,6 +97,24 @@ def test_bench_tcp_stream_table() -> None:
     assert row.split()[-1] == "0"  # errors
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_bench_synchronous_handler(backend: str) -> None:
+    done = bench("--backend", backend, "--handler", "sync", "--requests", "200", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("tcp "))
+    assert row.split()[:4] == ["tcp", backend, "unary", "sync"]
+    assert row.split()[-1] == "0"  # errors
+    done = bench("--backend", backend, "--handler", "sync", "--requests", "50", "--json")
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["handler"], record["requests"], record["errors"]) == ("sync", 50, 0)
+
+
+def test_bench_synchronous_handler_is_unary_only() -> None:
+    done = bench("--handler", "sync", "--stream")
+    assert done.returncode != 0
+    assert "--handler sync measures unary requests" in done.stderr
+
+
 def test_bench_with_failing_requests_exits_non_zero() -> None:
     done = bench(
         "--backend",
