@@ -1,4 +1,5 @@
-"""ruff and mypy --strict stay clean on the core and every distribution in the repo."""
+"""ruff (lint and format) and mypy --strict stay clean on the core and every distribution in
+the repo."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ def packages() -> list[str]:
 def test_ruff_is_clean() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "ruff", "check", str(ROOT)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", str(ROOT)],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
