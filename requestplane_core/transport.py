@@ -82,8 +82,10 @@ class ClientStats:
     """Counters a client keeps; cheap enough to update on every request.
 
     ``requests`` counts unary calls and ``streams`` streamed calls; ``errors`` the calls that
-    ended in an error; ``bytes_sent`` / ``bytes_received`` count payload bytes (request
-    payloads, response payloads and chunks), not framing; ``open_connections`` is a gauge.
+    ended in an error, once per call (a failed stream iterated again counts nothing more);
+    ``bytes_sent`` / ``bytes_received`` count payload bytes (request payloads once they
+    passed the client's own checks, response payloads and chunks as received), not framing;
+    ``open_connections`` is a gauge. The conformance suite holds every transport to this.
     """
 
     requests: int = 0

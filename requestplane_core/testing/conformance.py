@@ -313,6 +313,35 @@ class TransportConformance:
                         tg.start_soon(call, i)
         assert answers == {i: (b"sync:%d" if i % 2 else b"%d") % i for i in range(200)}
 
+    # -- client statistics -----------------------------------------------------------------
+
+    async def test_client_stats_count_each_call_and_each_failure_once(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        async with self._open(transport_settings) as f:
+            self._needs(f.plane, "streaming")
+            client = f.plane.client()
+            before = client.stats.snapshot()
+            with anyio.fail_after(BOUND):
+                assert await client.request(f.addr("echo"), b"12345") == b"12345"
+                with pytest.raises(RemoteError):
+                    await client.request(f.addr("fail"), b"x")
+                assert [c async for c in client.stream(f.addr("count"), b"2")] == [b"0\n", b"1\n"]
+                failing = client.stream(f.addr("fail-midstream"), b"")
+                with pytest.raises(RemoteError):
+                    async for _chunk in failing:
+                        pass
+                # a stream that failed stays failed: iterating again ends it, counts nothing
+                with pytest.raises((RemoteError, StopAsyncIteration)):
+                    await failing.__anext__()
+                await failing.aclose()
+            after = client.stats.snapshot()
+            delta = {key: after[key] - before[key] for key in ("requests", "streams", "errors")}
+            assert delta == {"requests": 2, "streams": 2, "errors": 2}, delta
+            assert after["bytes_sent"] - before["bytes_sent"] >= 5 + 1 + 1
+            received = after["bytes_received"] - before["bytes_received"]
+            assert received >= 5 + 4 + len(b"first") + len(b"second"), received
+
     # -- streaming -------------------------------------------------------------------------
 
     async def test_stream(self, transport_settings: Mapping[str, object]) -> None:

@@ -95,6 +95,7 @@ class HttpClient(TransportClient):
         try:
             target = self._target(address)
             self._check_size(payload)
+            self.stats.bytes_sent += len(payload)
             if timeout is None:
                 timeout = self._settings.request_timeout
             if timeout is None:
@@ -110,7 +111,6 @@ class HttpClient(TransportClient):
         except RequestPlaneError:
             self.stats.errors += 1
             raise
-        self.stats.bytes_sent += len(payload)
         self.stats.bytes_received += len(result)
         return result
 

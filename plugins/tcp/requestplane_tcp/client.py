@@ -652,6 +652,7 @@ class _TcpResponseStream(ResponseStream):
         self._rid = 0
         self._closed = False
         self._failed: _ErrorFactory | None = None
+        self._counted = False  # its error is in the client's stats (once, however re-raised)
 
     async def _start(self) -> _StreamState:
         client = self._client
@@ -740,7 +741,9 @@ class _TcpResponseStream(ResponseStream):
                         )
                     raise
         except RequestPlaneError:
-            self._client.stats.errors += 1
+            if not self._counted:
+                self._counted = True
+                self._client.stats.errors += 1
             raise
 
     def _abandon(self, error: _ErrorFactory | None) -> None:
