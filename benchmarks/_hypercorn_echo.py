@@ -7,7 +7,6 @@ server.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import anyio
 import sniffio
 from hypercorn.config import Config
+
+from requestplane_core.bench.ports import free_port
 
 __all__ = ["echo_app", "serve_echo"]
 
@@ -48,18 +49,11 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def serve_echo() -> AsyncIterator[str]:
     """Serve :func:`echo_app` on a free loopback port with hypercorn's server for the running
     backend; yields ``http://127.0.0.1:PORT/echo`` once it accepts, stops it on exit."""
-    port = _free_port()
+    port = free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None

