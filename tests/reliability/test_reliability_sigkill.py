@@ -5,10 +5,13 @@ tcp, http: every in-flight call and stream fails with ``ConnectionLost`` within 
 the same port is used by the same client without anyone doing anything.
 
 nats: the client has no connection to the worker, only to the nats-server, and NATS does not
-tell a requester that the subscriber it published to died. In-flight calls therefore end at
-their deadline with ``DeadlineExceeded`` (typed, never a hang); a call made while no worker
-serves gets NATS's "no responders" at once (``EndpointNotFound``). Killing the nats-server
-itself is the NATS plugin's own test.
+tell a requester that the subscriber it published to died. A worker sends heartbeats for the
+requests it has been running for a heartbeat interval; once they stop, the client asks NATS
+whether the worker is still there and fails the calls with ``ConnectionLost`` when it is not
+(within a few intervals). A call that dies before its first heartbeat ends at its deadline
+with ``DeadlineExceeded`` (typed, never a hang); a call made while no worker serves gets
+NATS's "no responders" at once (``EndpointNotFound``). Killing the nats-server itself is the
+NATS plugin's own test.
 """
 
 from __future__ import annotations
@@ -34,21 +37,23 @@ async def _inflight_until_killed(
     tally: Tally,
     bound: float,
     timeout: float | None = None,
+    chunks_first: int = 1,
 ) -> None:
     """Start INFLIGHT blocked calls and INFLIGHT endless streams, kill the worker once all
-    are running, and wait (within ``bound`` of the kill) for every one of them to end."""
+    are running and every stream has had ``chunks_first`` chunks, and wait (within ``bound``
+    of the kill) for every one of them to end."""
     streaming = Countdown(INFLIGHT)
 
     async def unary() -> None:
         await client.request(addresses["block"], b"", timeout=timeout)
 
     async def stream() -> None:
-        first = True
+        seen = 0
         async with client.stream(addresses["endless"], b"", timeout=timeout) as chunks:
             async for chunk in chunks:
                 assert chunk.startswith(b"tick ")
-                if first:
-                    first = False
+                seen += 1
+                if seen == chunks_first:
                     streaming.arrive()
 
     async with anyio.create_task_group() as tg:
@@ -109,3 +114,21 @@ async def test_nats_worker_sigkill_ends_inflight_calls_at_their_deadline(
             again = await w.restart()
             with anyio.fail_after(BOUND):
                 assert await client.request(again["echo"], b"after") == b"after"
+
+
+async def test_nats_worker_sigkill_fails_inflight_calls_once_its_heartbeats_stop(
+    anyio_backend: str, nats_server: object
+) -> None:
+    interval = 0.2
+    settings = {"url": nats_server.url, "heartbeat_interval": interval}  # type: ignore[attr-defined]
+    async with plane("nats", settings) as p:
+        client = p.client()
+        async with worker("nats", anyio_backend, settings) as w:
+            tally = Tally()
+            # The endless handler yields every 10 ms or more: 60 chunks take at least 0.6 s,
+            # three intervals, so every call has had a heartbeat before the kill. Their
+            # deadline (60 s) is far beyond the bound: only the watchdog can end them in time.
+            await _inflight_until_killed(
+                client, w.addresses, w, tally, KILL_BOUND, timeout=60.0, chunks_first=60
+            )
+            tally.assert_accounted(2 * INFLIGHT, {"ConnectionLost"})

@@ -31,6 +31,11 @@ from .subjects import cancel_subject_for, endpoint_from_subject, valid_subject
 
 __all__ = ["NatsTransportClient"]
 
+# A call not heard from for this many heartbeat intervals gets its server asked whether it is
+# still there. Heartbeats come once an interval, so a live server is never this late unless
+# its event loop is stuck, and then it is only asked (and "no answer" changes nothing).
+_SILENT_ROUNDS = 3
+
 
 class _Target:
     """A parsed address: the subject to publish to and the connection that carries it."""
@@ -52,9 +57,11 @@ class NatsTransportClient(TransportClient):
         self._closed = False
         self._primitives: Primitives | None = None
         self._tg: TaskGroup | None = None
+        self._watch_scope: anyio.CancelScope | None = None
+        self._watching = False
 
     def start(self, task_group: TaskGroup) -> None:
-        # Only used to cancel, after a reconnect, the calls an outage failed.
+        # Used to cancel, after a reconnect, the calls an outage failed, and for the watchdog.
         self._tg = task_group
 
     # -- targets and connections --------------------------------------------------------------
@@ -108,6 +115,10 @@ class NatsTransportClient(TransportClient):
             old = self._inboxes.get(target.link_key)
             self._inboxes[target.link_key] = inbox
             self.stats.open_connections = len(self._inboxes)
+            interval = self._settings.heartbeat_interval
+            if interval > 0 and not self._watching and self._tg is not None:
+                self._watching = True
+                self._tg.start_soon(self._watchdog, interval)
             if old is not None:
                 await old.link.aclose()
             return inbox
@@ -190,6 +201,35 @@ class NatsTransportClient(TransportClient):
         with anyio.CancelScope(shield=True):
             await inbox.link.publish(cancel_subject_for(call.subject), call.reply.encode())
 
+    async def _watchdog(self, interval: float) -> None:
+        """Fail the calls whose server is gone (server.py says how heartbeats work): once a
+        round, the calls silent for ``_SILENT_ROUNDS`` rounds have their server's liveness
+        subject asked, and NATS's "no responders" there fails them with ConnectionLost."""
+        with anyio.CancelScope() as self._watch_scope:
+            if self._closed:
+                return
+            async with anyio.create_task_group() as probes:
+                while True:
+                    await anyio.sleep(interval)
+                    for inbox in list(self._inboxes.values()):
+                        for subject, calls in inbox.silent_calls(_SILENT_ROUNDS).items():
+                            for call in calls:
+                                call.probing = True
+                            probes.start_soon(self._probe, inbox, subject, calls, interval)
+
+    @staticmethod
+    async def _probe(inbox: ReplyInbox, subject: str, calls: list[Call], interval: float) -> None:
+        gone = await inbox.link.probe(subject, max(2 * interval, 1.0)) is False
+        for call in calls:
+            call.probing = False
+            if gone:
+                call.fail(
+                    ConnectionLost(
+                        f"the server running the request to {call.subject!r} is gone: its "
+                        "heartbeats stopped and nothing answers for it on NATS any more"
+                    )
+                )
+
     def _reconnected(self, inbox: ReplyInbox) -> None:
         orphans = inbox.take_orphans()
         if orphans and self._tg is not None and not self._closed:
@@ -254,6 +294,8 @@ class NatsTransportClient(TransportClient):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
         inboxes, self._inboxes = self._inboxes, {}
         self.stats.open_connections = 0
         with anyio.CancelScope(shield=True):

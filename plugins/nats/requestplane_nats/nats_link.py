@@ -17,7 +17,7 @@ import anyio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import AuthorizationError
+from nats.errors import AuthorizationError, NoRespondersError
 from nats.errors import Error as NatsError
 
 from requestplane_core import (
@@ -274,6 +274,23 @@ class NatsLink:
                 await sub.unsubscribe()
             except NatsError:
                 pass
+
+    async def probe(self, subject: str, timeout: float) -> bool | None:
+        """Whether anything answers a request on ``subject``: True if it does; False if NATS
+        says nothing subscribes to it ("no responders"); None if nothing came within
+        ``timeout`` (or the connection is down): nobody can tell."""
+        if self.closed:
+            return None
+        return await self._bridge.run(self._probe, subject, timeout)
+
+    async def _probe(self, subject: str, timeout: float) -> bool | None:
+        try:
+            await self._nc.request(subject, b"", timeout=timeout)
+        except NoRespondersError:
+            return False
+        except (NatsError, TimeoutError):
+            return None
+        return True
 
     async def flush(self, timeout: float) -> None:
         """Round trip to the server: every subscription before this is in effect after it."""

@@ -39,7 +39,10 @@ class Call:
         "done",
         "error",
         "expired",
+        "heard",
+        "liveness",
         "next_seq",
+        "probing",
         "reply",
         "subject",
         "timer",
@@ -58,6 +61,11 @@ class Call:
         self.next_seq = 0
         self.expired = False
         self.timer: Any = None
+        # For the client's watchdog: the inbox round in which anything last arrived for this
+        # call, and the subject that answers for the server running it (from its heartbeats).
+        self.heard = 0
+        self.liveness: str | None = None
+        self.probing = False
         self._make_event = make_event
         self._waiter: Waiter | None = None
 
@@ -148,6 +156,7 @@ class ReplyInbox:
         self._skip = len(self._prefix)
         self._calls: dict[str, Call] = {}
         self._counter = 0
+        self.round = 0  # advanced by the client's watchdog, once per heartbeat interval
         self.orphans: list[Call] = []
         link.on_disconnect = self._disconnected
 
@@ -158,6 +167,7 @@ class ReplyInbox:
         self._counter += 1
         token = wire.reply_token(self._counter, remaining)
         call = self._calls[token] = Call(token, self._prefix + token, subject, self._make_event)
+        call.heard = self.round
         return call
 
     def forget(self, call: Call) -> None:
@@ -167,9 +177,13 @@ class ReplyInbox:
         call = self._calls.get(msg.subject[self._skip :])
         if call is None:
             return  # the caller gave up on it already
+        call.heard = self.round
         headers = msg.headers
         if not headers:
             call.unary(msg.data)
+        elif wire.ALIVE in headers:
+            call.liveness = headers[wire.ALIVE]  # a heartbeat: the call is still running
+            return
         elif wire.SEQ in headers:
             try:
                 seq = int(headers[wire.SEQ])
@@ -200,6 +214,21 @@ class ReplyInbox:
         else:
             call.fail(ProtocolError("a reply that is not requestplane's NATS protocol"))
         self._calls.pop(call.token, None)
+
+    def silent_calls(self, rounds: int) -> dict[str, list[Call]]:
+        """Start a new round; return the calls not heard from for ``rounds`` rounds whose
+        server is known (it sent a heartbeat), by the liveness subject of that server."""
+        self.round += 1
+        silent: dict[str, list[Call]] = {}
+        for call in self._calls.values():
+            if (
+                call.liveness is not None
+                and not call.probing
+                and not call.done
+                and self.round - call.heard >= rounds
+            ):
+                silent.setdefault(call.liveness, []).append(call)
+        return silent
 
     def fail_all(self, error: RequestPlaneError) -> list[Call]:
         """Fail every call in flight; return them (their servers may need a cancel)."""

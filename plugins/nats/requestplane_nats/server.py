@@ -1,4 +1,11 @@
-"""The serving half: subscriptions per endpoint, one task per request, replies on the inbox."""
+"""The serving half: subscriptions per endpoint, one task per request, replies on the inbox.
+
+NATS does not tell a caller that the server its request went to died. So, every
+``heartbeat_interval`` seconds, the server sends a heartbeat for each request it has been
+running for at least that long, naming a liveness subject it answers on; a caller that stops
+hearing from the request asks that subject, and NATS's "no responders" there means the server
+is gone (the client's watchdog: client.py).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +33,12 @@ from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
 from .responder import Responder
 from .settings import NatsSettings
-from .subjects import cancel_subject_for, endpoint_subject, instance_subject
+from .subjects import (
+    cancel_subject_for,
+    endpoint_subject,
+    instance_subject,
+    liveness_subject,
+)
 
 __all__ = ["NatsTransportServer"]
 
@@ -46,6 +58,10 @@ class NatsTransportServer(TransportServer):
         self._subs: dict[str, list[Subscription]] = {}
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
+        self._liveness = liveness_subject(settings.subject_prefix, self.instance)
+        self._liveness_sub: Subscription | None = None
+        self._heartbeat_scope: anyio.CancelScope | None = None
+        self._closing = False
         self._host = ""
         self._port: int | None = None
 
@@ -73,6 +89,10 @@ class NatsTransportServer(TransportServer):
             raise
         self._link.on_disconnect = self._disconnected
         self._host, self._port = self._link.server_netloc
+        interval = self._settings.heartbeat_interval
+        if interval > 0:
+            self._liveness_sub = await self._link.subscribe(self._liveness, self._on_probe)
+            task_group.start_soon(self._heartbeats, interval)
 
     def address(self, endpoint: str) -> Address:
         prefix = self._settings.subject_prefix
@@ -152,6 +172,32 @@ class NatsTransportServer(TransportServer):
         finally:
             self._inflight.pop(responder.reply, None)
 
+    def _on_probe(self, msg: Msg) -> Awaitable[None] | None:
+        link = self._link
+        if not msg.reply or link is None:
+            return None
+        return link.publish_now(msg.reply, b"")
+
+    async def _heartbeats(self, interval: float) -> None:
+        """A heartbeat per request in flight since the last round at least: the short ones,
+        the great majority, never get one."""
+        alive = {wire.ALIVE: self._liveness}
+        with anyio.CancelScope() as self._heartbeat_scope:
+            if self._closing:
+                return
+            previous: set[str] = set()
+            while True:
+                await anyio.sleep(interval)
+                link = self._link
+                if link is None:
+                    return
+                current = set(self._inflight)
+                for reply in current & previous:
+                    sent = link.publish_now(reply, b"", headers=alive)
+                    if sent is not None:
+                        await sent
+                previous = current
+
     def _on_cancel(self, msg: Msg) -> None:
         scope = self._inflight.get(msg.data.decode("utf-8", "replace"))
         if scope is not None:
@@ -165,9 +211,15 @@ class NatsTransportServer(TransportServer):
     # -- shutdown ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        self._closing = True
+        if self._heartbeat_scope is not None:
+            self._heartbeat_scope.cancel()
         with anyio.CancelScope(shield=True):
             subs = [sub for endpoint_subs in self._subs.values() for sub in endpoint_subs]
             self._subs.clear()
+            if self._liveness_sub is not None:
+                subs.append(self._liveness_sub)
+                self._liveness_sub = None
             if self._link is not None:
                 await self._link.unsubscribe(subs)  # all at once: one linger, not one each
             for scope in list(self._inflight.values()):

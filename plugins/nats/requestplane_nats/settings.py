@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from requestplane_core import positive, setting
+from requestplane_core import non_negative, positive, setting
 
 from .subjects import valid_subject, valid_token
 
@@ -107,10 +107,21 @@ class NatsSettings:
     request_timeout: float | None = setting(
         30.0,
         help="seconds a request may take when the caller gives no timeout; it travels to the "
-        "handler as its deadline. none: no limit (a caller then waits forever on a worker "
-        "that died mid-request: NATS does not report a vanished subscriber)",
+        "handler as its deadline. none: no limit (with heartbeat_interval 0, a caller then "
+        "waits forever on a worker that died mid-request: NATS does not report a vanished "
+        "subscriber)",
         accepts="a number of seconds > 0, or 'none'",
         check=positive,
+    )
+    heartbeat_interval: float = setting(
+        1.0,
+        help="seconds between the heartbeats a server sends for each request it has been "
+        "running that long; a caller that then hears nothing for a request for 3 intervals "
+        "asks NATS whether that server is still there, and fails the call with "
+        "ConnectionLost if it is not (0: no heartbeats, no watchdog; a request to a worker "
+        "that died then ends at its deadline)",
+        accepts="a number of seconds >= 0",
+        check=non_negative,
     )
     reconnect_wait: float = setting(
         0.5,

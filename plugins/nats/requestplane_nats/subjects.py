@@ -7,6 +7,8 @@ With prefix ``P``, an endpoint named ``E`` and an instance id ``I``::
     P.E._I         per-instance subject: reaches this one server only
     P.E._cancel    cancel subject: every instance serving E listens (no queue group); the
                    payload names the reply inbox of the request to cancel
+    P._alive._I    liveness subject: instance I answers any request on it; "no responders"
+                   there means I is gone (a caller's heartbeat watchdog asks it)
 
 Dots in an endpoint name become subject levels, so ``llm.backend.generate`` is
 ``requestplane.llm.backend.generate`` and NATS permissions can grant ``requestplane.llm.>``.
@@ -25,6 +27,7 @@ __all__ = [
     "endpoint_from_subject",
     "endpoint_subject",
     "instance_subject",
+    "liveness_subject",
     "valid_subject",
     "valid_token",
 ]
@@ -63,6 +66,10 @@ def endpoint_subject(prefix: str, endpoint: str) -> str:
 
 def instance_subject(prefix: str, endpoint: str, instance: str) -> str:
     return f"{endpoint_subject(prefix, endpoint)}._{instance}"
+
+
+def liveness_subject(prefix: str, instance: str) -> str:
+    return f"{prefix}._alive._{instance}"
 
 
 def cancel_subject_for(subject: str) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from requestplane_core import RequestPlaneError, error_from_wire
 
 __all__ = [
+    "ALIVE",
     "COUNT",
     "DEADLINE",
     "END",
@@ -51,7 +52,10 @@ COUNT = "Rp-C"
 END = "Rp-E"
 ERROR = "Rp-X"
 REMOTE_TYPE = "Rp-Y"
-RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE))
+# A heartbeat for a request still running; its value is the subject that answers for the
+# server running it (see subjects.liveness_subject).
+ALIVE = "Rp-A"
+RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE))
 FRAME_OVERHEAD = 4
 
 _HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
