@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from functools import partial
@@ -30,6 +31,8 @@ from .settings import NatsSettings
 from .subjects import cancel_subject_for, endpoint_from_subject, valid_subject
 
 __all__ = ["NatsTransportClient"]
+
+log = logging.getLogger("requestplane.nats")
 
 # A call not heard from for this many heartbeat intervals gets its server asked whether it is
 # still there. Heartbeats come once an interval, so a live server is never this late unless
@@ -219,7 +222,11 @@ class NatsTransportClient(TransportClient):
 
     @staticmethod
     async def _probe(inbox: ReplyInbox, subject: str, calls: list[Call], interval: float) -> None:
-        gone = await inbox.link.probe(subject, max(2 * interval, 1.0)) is False
+        try:
+            gone = await inbox.link.probe(subject, max(2 * interval, 1.0)) is False
+        except Exception as exc:  # the connection closing under the probe: cannot tell
+            log.debug("nats: a liveness probe failed: %r", exc)
+            gone = False
         for call in calls:
             call.probing = False
             if gone:
