@@ -6,28 +6,26 @@ writer task per connection sends everything queued since its last write as ONE `
 Under load many frames share a system call, and no sender ever waits behind another
 sender's ``send`` (a lock around ``send`` convoys: each sender yields while holding it).
 
-The reader receives big blocks into its own buffer and parses every complete frame in it
-without awaiting in between, handing each body to the handler as a memoryview (no copy).
+The reader feeds what arrives to a frame parser (``frame_parser.py``), which hands every
+complete frame to the handler without awaiting in between, each body a memoryview (no copy).
+On asyncio and uvloop a plain TCP connection's bytes come from a protocol of our own that
+the transport keeps feeding (``protocol_reader.py``); anywhere else (trio, TLS) from
+``receive()`` in a loop. Either way the parsing, and so every handler call, happens in the
+reader task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import anyio
 from anyio.abc import ByteStream
 
 from requestplane_core import ConnectionLost
 
-from .framing import (
-    HEADER,
-    HEADER_SIZE,
-    PREAMBLE_SIZE,
-    FrameError,
-    check_preamble,
-    tls_hint,
-)
+from .frame_parser import FrameHandler, FrameParser, body_bytes
+from .framing import PREAMBLE_SIZE, FrameError, check_preamble, tls_hint
+from .protocol_reader import protocol_source, read_through_protocol
 from .socket_writer import socket_writer
 
 __all__ = ["FrameConnection", "FrameHandler", "body_bytes", "close_quietly"]
@@ -39,33 +37,12 @@ HIGH_WATER = 1 << 20
 # Payloads from this size on are sent as they are rather than joined with the frames around
 # them: a large payload is not copied once more just to be glued to a header.
 _JOIN_LIMIT = 65536
-# Frames from this size on that do not fit in what was received are gathered piece by piece
-# and joined once (FrameConnection._gather).
-_GATHER_FROM = RECEIVE_SIZE
 # Once this much is queued, the task queueing hands it to the socket at once instead of
 # leaving it for the writer task (socket_writer.py). Measured: 8, 16 and 32 KiB all overlap
 # the two ends; 32 KiB costs the fewest system calls.
 _WRITE_THROUGH_AT = 32768
 
 _EventFactory = Callable[[], anyio.Event]
-
-
-def body_bytes(body: memoryview) -> bytes:
-    """``bytes(body)``, without copying a gathered frame's body: it is a ``bytes`` already."""
-    whole = body.obj
-    if type(whole) is bytes and len(whole) == len(body):
-        return whole
-    return bytes(body)
-
-
-class FrameHandler(Protocol):
-    def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
-        """Handle one complete frame; must copy what it keeps out of ``body``."""
-
-    def on_oversize(self, kind: int, rid: int, length: int) -> None:
-        """A frame longer than its kind's limit (or of a kind this side never receives)
-        arrives; raise :class:`FrameError` unless its body can be skipped (the reader then
-        discards it as it arrives, without buffering it)."""
 
 
 class FrameConnection:
@@ -231,99 +208,39 @@ class FrameConnection:
         would otherwise pile up without bound for a peer that sends and never reads. Only
         one side may pause, or two peers each waiting for the other to read would stall.
         """
+        parser = FrameParser(handler, self.limits, self._buf)
+        self._buf = bytearray()
+        parser.feed(b"")  # what arrived behind the preamble
+        source = protocol_source(self.stream)
+        if source is not None:
+            congested = self._is_congested if pause_when_congested else None
+            await read_through_protocol(source, self._feeder(parser), congested, self.wait_drained)
+            parser.at_eof()
+            return
         receive = self.stream.receive
-        unpack_from = HEADER.unpack_from
-        on_frame = handler.on_frame
-        limits = self.limits
-        buf = self._buf
-        skip = 0
-        gather = 0
+        feed = parser.feed
         while True:
-            n = len(buf)
-            if n >= HEADER_SIZE:
-                pos = 0
-                with memoryview(buf) as view:
-                    while n - pos >= HEADER_SIZE:
-                        length, kind, rid = unpack_from(buf, pos)
-                        end = pos + HEADER_SIZE + length
-                        if length > limits[kind]:
-                            handler.on_oversize(kind, rid, length)
-                            if end > n:
-                                skip = end - n
-                                pos = n
-                                break
-                            pos = end
-                            continue
-                        if end > n:
-                            if length >= _GATHER_FROM:
-                                gather = length
-                            break
-                        on_frame(kind, rid, view[pos + HEADER_SIZE : end])
-                        pos = end
-                if pos:
-                    # Never resize a buffer that views were taken of: a handler may keep one
-                    # alive a little longer than its call (trio's Cancelled, for one, can hold
-                    # the frame that cancelled). Move the partial frame left over to a new
-                    # buffer instead; it is smaller than one frame.
-                    buf = self._buf = buf[pos:]
-                if gather:
-                    buf = self._buf = await self._gather(handler, buf, gather)
-                    gather = 0
-                    continue
             if pause_when_congested and self._out_bytes > HIGH_WATER:
                 await self.wait_drained()
             try:
                 data = await receive(RECEIVE_SIZE)
             except anyio.EndOfStream:
-                if buf or skip:
-                    raise FrameError(
-                        "the peer closed the connection in the middle of a frame"
-                    ) from None
+                parser.at_eof()
                 return
             self.bytes_received += len(data)
-            if skip:
-                if len(data) <= skip:
-                    skip -= len(data)
-                    continue
-                buf += memoryview(data)[skip:]
-                skip = 0
-            else:
-                buf += data
+            feed(data)
 
-    async def _gather(self, handler: FrameHandler, buf: bytearray, length: int) -> bytearray:
-        """Receive the rest of the large frame that ``buf`` starts with, hand it over, and
-        return what arrived after it.
+    def _feeder(self, parser: FrameParser) -> Callable[[bytes], None]:
+        feed = parser.feed
 
-        Growing the buffer block by block and copying the body out of it again cost a large
-        payload three copies (and as many fresh allocations, each page faulted in); the
-        pieces are joined once instead, into the ``bytes`` the body is a view of (see
-        :func:`body_bytes`).
-        """
-        _length, kind, rid = HEADER.unpack_from(buf)
-        receive = self.stream.receive
-        parts: list[bytes | memoryview] = [memoryview(buf)[HEADER_SIZE:]]
-        missing = HEADER_SIZE + length - len(buf)
-        rest: bytes | memoryview = b""
-        while missing > 0:
-            try:
-                data = await receive(RECEIVE_SIZE)
-            except anyio.EndOfStream:
-                raise FrameError(
-                    "the peer closed the connection in the middle of a frame"
-                ) from None
+        def count_and_feed(data: bytes) -> None:
             self.bytes_received += len(data)
-            if len(data) > missing:
-                view = memoryview(data)
-                parts.append(view[:missing])
-                rest = view[missing:]
-                missing = 0
-            else:
-                parts.append(data)
-                missing -= len(data)
-        body = b"".join(parts)
-        parts.clear()
-        handler.on_frame(kind, rid, memoryview(body))
-        return bytearray(rest)
+            feed(data)
+
+        return count_and_feed
+
+    def _is_congested(self) -> bool:
+        return self._out_bytes > HIGH_WATER
 
     async def aclose(self) -> None:
         """Close the socket now (whatever is still queued is dropped)."""
