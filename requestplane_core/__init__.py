@@ -5,6 +5,7 @@ from here only.
 """
 
 from .address import Address
+from .clock import loop_clock
 from .config import CoreSettings, transport_env_prefix
 from .dispatch import Dispatcher, Pending, Responder
 from .errors import (
@@ -84,6 +85,7 @@ __all__ = [
     "installed_transports",
     "load_plugins",
     "load_settings",
+    "loop_clock",
     "non_negative",
     "not_blank",
     "positive",

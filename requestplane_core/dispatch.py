@@ -11,13 +11,14 @@ import functools
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any, Protocol
 
 import anyio
 import attrs
 
+from .clock import loop_clock
 from .errors import (
     ConnectionLost,
     DeadlineExceeded,
@@ -117,6 +118,15 @@ class Dispatcher:
         self._max_inflight = max_inflight or math.inf
         self._inflight = 0
         self._draining = False
+        # anyio.current_time's clock, resolved in the event loop on first use (a dispatcher
+        # serves one loop): deadlines are checked on every request that has one.
+        self._clock: Callable[[], float] | None = None
+
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = loop_clock()
+        return clock()
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class Dispatcher:
         if self._draining or endpoint.draining:
             return Unavailable(f"endpoint {request.endpoint!r} is draining")
         deadline = request.deadline
-        if deadline is not None and anyio.current_time() >= deadline:
+        if deadline is not None and self._now() >= deadline:
             return DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
         if self._inflight >= self._max_inflight:
             return Overloaded(f"server at its limit of {self._max_inflight} requests in flight")
@@ -254,7 +264,7 @@ class Dispatcher:
             return await self._refuse(
                 responder, Unavailable(f"endpoint {request.endpoint!r} is draining")
             )
-        elif deadline is not None and anyio.current_time() >= deadline:
+        elif deadline is not None and self._now() >= deadline:
             # Expired in transit or in a queue: never start a handler nobody waits for.
             return await self._refuse(
                 responder, DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
@@ -302,7 +312,7 @@ class Dispatcher:
                     error: RequestPlaneError = Unavailable(
                         f"the drain timeout passed before {request.endpoint!r} completed"
                     )
-                elif deadline is not None and anyio.current_time() >= deadline:
+                elif deadline is not None and self._now() >= deadline:
                     error = DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
                 else:
                     return  # the caller cancelled: nobody is waiting for an answer

@@ -22,6 +22,7 @@ from requestplane_core import (
     Request,
     RequestPlaneError,
     TransportServer,
+    loop_clock,
 )
 
 from .connection import FrameConnection, close_quietly
@@ -42,7 +43,6 @@ from .framing import (
 )
 from .request_tasks import RequestTasks, Spawn, request_tasks
 from .settings import TcpSettings
-from .timers import loop_clock
 from .tls import check_tls_settings, server_context
 from .tls_stream import tls_handshake
 

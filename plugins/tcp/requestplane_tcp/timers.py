@@ -27,7 +27,9 @@ import anyio
 import sniffio
 from anyio.abc import TaskGroup
 
-__all__ = ["LoopTimers", "TimerHandle", "loop_clock", "loop_timers"]
+from requestplane_core import loop_clock
+
+__all__ = ["LoopTimers", "TimerHandle", "loop_timers"]
 
 log = logging.getLogger("requestplane.tcp")
 
@@ -45,15 +47,6 @@ class LoopTimers:
 
     def close(self) -> None:
         """Stop firing timers (those not yet due never run)."""
-
-
-def loop_clock() -> Callable[[], float]:
-    """``anyio.current_time`` without looking the backend up on every call."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        return trio.current_time
-    return asyncio.get_running_loop().time
 
 
 def loop_timers(task_group: TaskGroup) -> LoopTimers:
