@@ -179,15 +179,10 @@ class Dispatcher:
         if self._observer is not None:
             return _LATER
         endpoint = self._endpoints.get(request.endpoint)
-        if endpoint is None:
-            return EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
-        if self._draining or endpoint.draining:
-            return Unavailable(f"endpoint {request.endpoint!r} is draining")
-        deadline = request.deadline
-        if deadline is not None and self._now() >= deadline:
-            return DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
-        if self._inflight >= self._max_inflight:
-            return Overloaded(f"server at its limit of {self._max_inflight} requests in flight")
+        refusal = self._refusal(endpoint, request)
+        if refusal is not None:
+            return refusal
+        assert endpoint is not None
         if not endpoint.synchronous:
             return _LATER
         try:
@@ -252,28 +247,16 @@ class Dispatcher:
         # The hot path of every request on every transport: kept in one frame (the handler
         # call and a unary answer inline), with attribute lookups read once.
         endpoint = self._endpoints.get(request.endpoint)
-        if endpoint is None:
-            _discard(result)
-            return await self._refuse(
-                responder, EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
-            )
+        # Checked again even after answer_now admitted it: the state may have changed before
+        # this task ran (a drain began, the deadline passed in the queue). Work the handler
+        # already began (``result``) is only refused if its endpoint is gone.
+        if endpoint is None or result is _NOT_CALLED:
+            refusal = self._refusal(endpoint, request)
+            if refusal is not None:
+                _discard(result)
+                return await self._refuse(responder, refusal)
+        assert endpoint is not None
         deadline = request.deadline
-        if result is not _NOT_CALLED:
-            pass  # answer_now admitted it a moment ago and called the handler
-        elif self._draining or endpoint.draining:
-            return await self._refuse(
-                responder, Unavailable(f"endpoint {request.endpoint!r} is draining")
-            )
-        elif deadline is not None and self._now() >= deadline:
-            # Expired in transit or in a queue: never start a handler nobody waits for.
-            return await self._refuse(
-                responder, DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
-            )
-        elif self._inflight >= self._max_inflight:
-            return await self._refuse(
-                responder,
-                Overloaded(f"server at its limit of {self._max_inflight} requests in flight"),
-            )
         if scope is None:
             scope = anyio.CancelScope()
         if deadline is not None and deadline < scope.deadline:
@@ -322,6 +305,20 @@ class Dispatcher:
             scopes.discard(scope)
             if endpoint.idle is not None and not scopes:
                 endpoint.idle.set()
+
+    def _refusal(self, endpoint: _Endpoint | None, request: Request) -> RequestPlaneError | None:
+        """Why ``request`` is refused before its handler runs, if it is."""
+        if endpoint is None:
+            return EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
+        if self._draining or endpoint.draining:
+            return Unavailable(f"endpoint {request.endpoint!r} is draining")
+        deadline = request.deadline
+        if deadline is not None and self._now() >= deadline:
+            # Expired in transit or in a queue: never start a handler nobody waits for.
+            return DeadlineExceeded(f"the deadline of {request.endpoint!r} passed")
+        if self._inflight >= self._max_inflight:
+            return Overloaded(f"server at its limit of {self._max_inflight} requests in flight")
+        return None
 
     async def _stream(self, chunks: AsyncIterator[bytes], responder: Responder) -> None:
         try:
