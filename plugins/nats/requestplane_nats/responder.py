@@ -66,11 +66,8 @@ class Responder:
                 outcome = exc
             else:
                 return self._link.publish_now(self.reply, outcome)
-        headers = wire.error_headers(outcome)
-        room = self._link.max_payload - wire.header_size(headers)
-        return self._link.publish_now(
-            self.reply, wire.error_payload(outcome, max(room, 0)), headers=headers
-        )
+        payload, headers = _error_message(outcome, self._link.max_payload)
+        return self._link.publish_now(self.reply, payload, headers=headers)
 
     async def send_response(self, payload: bytes) -> None:
         self._check(len(payload))
@@ -115,11 +112,15 @@ class Responder:
         await self._link.publish(self.reply, b"", headers={wire.END: str(self._seq)})
 
     async def send_error(self, error: RequestPlaneError) -> None:
-        headers = wire.error_headers(error)
         limit = self._check(0)
         if not self._link.closed:
             await self._flush()  # the chunks before the error arrive before it
-        room = limit - wire.header_size(headers)
-        await self._link.publish(
-            self.reply, wire.error_payload(error, max(room, 0)), headers=headers
-        )
+        payload, headers = _error_message(error, limit)
+        await self._link.publish(self.reply, payload, headers=headers)
+
+
+def _error_message(error: RequestPlaneError, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The payload and headers of an error reply, its message cut to fit ``limit``."""
+    headers = wire.error_headers(error)
+    room = limit - wire.header_size(headers)
+    return wire.error_payload(error, max(room, 0)), headers
