@@ -143,8 +143,10 @@ class Dispatcher:
         return self._draining
 
     def register(self, name: str, handler: Handler) -> None:
-        if not name or "/" in name or name != name.strip():
-            raise ValueError(f"endpoint name {name!r} is not valid: non-empty, no '/' or spaces")
+        if not name or any(c.isspace() for c in name) or "" in name.split("/"):
+            raise ValueError(
+                f"endpoint name {name!r} is not valid: non-empty segments joined by '/', no spaces"
+            )
         if name in self._endpoints:
             raise ValueError(f"endpoint {name!r} is already registered on this server")
         if self._draining:

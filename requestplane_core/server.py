@@ -13,6 +13,7 @@ from .address import Address
 from .dispatch import Dispatcher
 from .errors import EndpointNotFound
 from .instrumentation import Observer, call_hook, has_request_hooks
+from .publisher import Publisher, PublishSettings
 from .request import Handler
 from .transport import TransportServer, TransportSpec
 
@@ -29,6 +30,8 @@ class Health:
     inflight: int
     endpoints: tuple[str, ...]
     details: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The instance id this server publishes its endpoints under (None: discovery is off).
+    instance: str | None = None
 
 
 class Server:
@@ -41,32 +44,56 @@ class Server:
         transport: TransportServer,
         dispatcher: Dispatcher,
         drain_timeout: float,
+        publisher: Publisher | None = None,
     ) -> None:
         self.transport = transport_name
         self._transport = transport
         self._dispatcher = dispatcher
         self._drain_timeout = drain_timeout
+        self._publisher = publisher
         self._closing = False
         self._closed = anyio.Event()
 
     async def register(self, name: str, handler: Handler) -> Address:
         """Serve ``handler`` as endpoint ``name`` and return its address.
 
-        Registering a name that is already served raises ``ValueError``.
+        With discovery on, the endpoint is also published as an instance of ``name`` (1-3
+        segments joined by ``/``; anything else is a :class:`ConfigError`). Registering a
+        name that is already served raises ``ValueError``.
         """
+        publisher = self._publisher
+        if publisher is not None:
+            publisher.check(name)
         self._dispatcher.register(name, handler)
+        added = False
         try:
             await self._transport.endpoint_added(name)
+            added = True
+            if publisher is not None:
+                await publisher.publish(name, self._transport.instance_address(name))
         except BaseException:
-            await self._dispatcher.unregister(name, 0)
+            with anyio.CancelScope(shield=True):
+                await self._dispatcher.unregister(name, 0)
+                if added:
+                    await self._transport.endpoint_removed(name)
             raise
         return self._transport.address(name)
 
     async def unregister(self, name: str) -> None:
-        """Stop serving ``name``: new requests get ``Unavailable`` while in-flight ones finish
-        within the drain timeout; those still running then are cancelled."""
+        """Stop serving ``name``: withdraw it from discovery, then new requests get
+        ``Unavailable`` while in-flight ones finish within the drain timeout; those still
+        running then are cancelled."""
+        if name not in self._dispatcher.endpoints:
+            raise EndpointNotFound(f"endpoint {name!r} is not registered on this server")
+        if self._publisher is not None:
+            await self._publisher.withdraw(name)
         await self._dispatcher.unregister(name, self._drain_timeout)
         await self._transport.endpoint_removed(name)
+
+    @property
+    def instance_id(self) -> str | None:
+        """The id this server publishes its endpoints under; None when discovery is off."""
+        return None if self._publisher is None else self._publisher.instance_id
 
     def address(self, name: str) -> Address:
         if name not in self._dispatcher.endpoints:
@@ -85,6 +112,7 @@ class Server:
             inflight=self._dispatcher.inflight,
             endpoints=tuple(self._dispatcher.endpoints),
             details=dict(self._transport.health_details()),
+            instance=self.instance_id,
         )
 
     @property
@@ -95,16 +123,21 @@ class Server:
         await self._closed.wait()
 
     async def aclose(self) -> None:
-        """Drain (new requests get ``Unavailable``; in-flight ones get the drain timeout to
-        finish, then are cancelled) and close the listener. Safe to call more than once."""
+        """Withdraw every endpoint from discovery, drain (new requests get ``Unavailable``;
+        in-flight ones get the drain timeout to finish, then are cancelled) and close the
+        listener. Safe to call more than once."""
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
         try:
             with anyio.CancelScope(shield=True):
+                if self._publisher is not None:
+                    await self._publisher.withdraw_all()
                 await self._dispatcher.drain(self._drain_timeout)
                 await self._transport.aclose()
+                if self._publisher is not None:
+                    await self._publisher.aclose()
         finally:
             self._closed.set()
 
@@ -117,12 +150,14 @@ async def serve(
     drain_timeout: float = 10.0,
     max_inflight: int = 0,
     hooks: Any = None,
+    publish: PublishSettings | None = None,
 ) -> AsyncIterator[Server]:
     """Run one server of ``spec`` for the duration of the ``async with`` block.
 
     This is the structured way to own a server (tests, embedding); :class:`RequestPlane`
     uses it underneath for the shared per-process server. ``hooks`` is a plugin manager's
-    ``hook`` relay whose observing hooks see the server and its requests.
+    ``hook`` relay whose observing hooks see the server and its requests. With ``publish``,
+    every endpoint is published into that discovery backend under one instance id.
     """
     observer = Observer(hooks) if hooks is not None and has_request_hooks(hooks) else None
     dispatcher = Dispatcher(max_inflight=max_inflight, observer=observer, transport=spec.name)
@@ -137,7 +172,10 @@ async def serve(
             start_error = exc
             tg.cancel_scope.cancel()
         else:
-            server = Server(spec.name, transport, dispatcher, drain_timeout)
+            publisher = None if publish is None else publish.publisher(spec.name)
+            if publisher is not None:
+                publisher.start(tg)
+            server = Server(spec.name, transport, dispatcher, drain_timeout, publisher)
             if hooks is not None:
                 call_hook(
                     hooks.requestplane_server_started,

@@ -223,6 +223,12 @@ class TransportServer(abc.ABC):
     def address(self, endpoint: str) -> Address:
         """The address callers use to reach ``endpoint`` on this server."""
 
+    def instance_address(self, endpoint: str) -> Address:
+        """The address that reaches ``endpoint`` on this server alone, which discovery
+        publishes. The default is :meth:`address`; a transport whose addresses may reach any
+        of several servers (a NATS queue group) returns its per-server one."""
+        return self.address(endpoint)
+
     async def endpoint_added(self, endpoint: str) -> None:  # noqa: B027 (optional hook)
         """Called after ``endpoint`` is registered (e.g. to subscribe to its subject)."""
 

@@ -193,7 +193,7 @@ class RpcApp:
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         endpoint = path[len(self._prefix) :] if path.startswith(self._prefix) else ""
-        if not endpoint or "/" in endpoint:
+        if not endpoint:
             return await self._refuse(
                 scope,
                 receive,

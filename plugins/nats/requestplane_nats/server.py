@@ -102,6 +102,11 @@ class NatsTransportServer(TransportServer):
             subject = endpoint_subject(prefix, endpoint)
         return Address("nats", self._host, self._port, subject)
 
+    def instance_address(self, endpoint: str) -> Address:
+        # Discovery publishes what reaches this server alone: its per-instance subject.
+        subject = instance_subject(self._settings.subject_prefix, endpoint, self.instance)
+        return Address("nats", self._host, self._port, subject)
+
     async def endpoint_added(self, endpoint: str) -> None:
         link = self._require_link()
         prefix = self._settings.subject_prefix
