@@ -257,7 +257,13 @@ def load_plugins(
         if cand.name in denied or (allowed and cand.name not in allowed):
             registry.disabled.append(cand.name)
             continue
-        if only is not None and cand.name != only and cand.name in transport_names:
+        # ``only`` spares transports; a discovery plugin named like one (``nats``) still loads.
+        if (
+            only is not None
+            and cand.name != only
+            and cand.name in transport_names
+            and not cand.register_as
+        ):
             registry.available.append(cand.name)
             continue
         try:
