@@ -12,5 +12,7 @@ See ``CONTRIBUTING.md`` for the whole tutorial.
 """
 
 from .conformance import TransportConformance
+from .discovery_conformance import DiscoveryConformance
 
 __all__ = ["TransportConformance"]
+__all__ += ["DiscoveryConformance"]
