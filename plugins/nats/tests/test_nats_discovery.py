@@ -31,6 +31,8 @@ from requestplane_core import (
     load_settings,
 )
 from requestplane_core.discovery import Added, Instance, Removed, Snapshot, Watch, WatchEvent
+from requestplane_core.testing import DiscoveryConformance
+from requestplane_core.testing.discovery_conformance import StoreRestart
 
 pytestmark = pytest.mark.anyio
 
@@ -91,6 +93,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- the conformance kit ------------------------------------------------------------------------
+
+
+class TestNatsDiscoveryConformance(DiscoveryConformance):
+    backend_name = "nats"
+
+    @pytest.fixture
+    def discovery_settings(self, request: pytest.FixtureRequest, bucket: str) -> dict[str, object]:
+        # The restart case gets a server of its own; the others share one.
+        wants_restart = "discovery_store_restart" in request.fixturenames
+        server = request.getfixturevalue("private_js_server" if wants_restart else "js_server")
+        return {"url": server.url, "bucket": bucket}
+
+    @pytest.fixture
+    def discovery_store_restart(self, private_js_server: NatsServerProcess) -> StoreRestart:
+        async def restart() -> None:
+            # Memory storage: the server comes back without the bucket or any record.
+            await anyio.to_thread.run_sync(private_js_server.restart)
+
+        return restart
 
 
 # -- the plugin ---------------------------------------------------------------------------------
