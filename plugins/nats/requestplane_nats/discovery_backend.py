@@ -26,15 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import AuthorizationError, NoRespondersError
 from nats.errors import Error as NatsError
-from nats.js.api import Header, StorageType
+from nats.js.api import DeliverPolicy, Header, StorageType
 from nats.js.client import JetStreamContext
 from nats.js.errors import (
     APIError,
@@ -42,7 +43,7 @@ from nats.js.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
+from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE
 
 from requestplane_core import ConfigError, ProtocolError, RequestPlaneError, Unavailable
 from requestplane_core.discovery import (
@@ -76,6 +77,9 @@ _CLOSE_BUDGET = 2.0
 # re-assertions into a store that lost its records land first (no Removed/Added flap).
 _RELIST_GRACE = 0.3
 _MAX_BACKOFF = 5.0
+# Seconds the server keeps a KV watch's consumer without a subscriber (nats-py's unsubscribe
+# leaves it; its default is 5 minutes, a pile-up when lists are frequent).
+_CONSUMER_INACTIVE = 5.0
 
 
 def key_of(name: str, instance_id: str) -> str:
@@ -101,6 +105,32 @@ class _TooOld(Exception):
 
 class _BadBucket(Exception):
     """The bucket exists but was made without per-message TTLs or expiry markers."""
+
+
+class _Stop:
+    """Ends a long call in the nats-py loop (a watch). Cancelling it from the trio side is not
+    enough: Python 3.11's ``asyncio.wait_for``, which nats-py's requests use, may swallow a
+    cancellation that meets a reply, and the call would then wait for ever (measured: about
+    one watch in twenty left running). Used in the nats-py loop only."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._event: asyncio.Event | None = None
+
+    def set(self) -> None:
+        self.stopped = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = asyncio.Event()
+        if not self.stopped:
+            await self._event.wait()
+
+
+async def _stop_nats(stop: _Stop) -> None:
+    stop.set()
 
 
 def _is_tombstone(headers: dict[str, str] | None) -> bool:
@@ -183,13 +213,18 @@ class NatsDiscovery(DiscoveryBackend):
         self._bridge: LoopBridge | None = None
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._kv: KeyValue | None = None
+        # Whether the bucket is known to exist (looked at again after every reconnect).
+        self._bucket_ready = False
         self._url = safe_url(settings.urls()[0])
         self._connect_lock: anyio.Lock | None = None
         self._write_lock: anyio.Lock | None = None
         self._reconnected: anyio.Event | None = None
         self._keepalive_scope: anyio.CancelScope | None = None
+        # One per background task still running: aclose() waits for them before it stops the
+        # nats-py loop, which their cancellation has to reach.
+        self._running: set[anyio.Event] = set()
         self._stopping: set[asyncio.Task[Any]] = set()
+        self._watching: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def describe(self) -> str:
@@ -212,13 +247,13 @@ class NatsDiscovery(DiscoveryBackend):
             raise Unavailable(f"{self.describe()} is closed")
         if self._connect_lock is None:
             raise RuntimeError("start() the backend before using it")
-        if self._bridge is not None and self._kv is not None:
+        if self._bridge is not None and self._bucket_ready:
             return self._bridge
         async with self._connect_lock:
             if self._bridge is None:
                 await self._connect()
             assert self._bridge is not None
-            if self._kv is None:
+            if not self._bucket_ready:
                 await self._call(self._ensure_bucket_nats, "open the bucket")
             return self._bridge
 
@@ -322,7 +357,7 @@ class NatsDiscovery(DiscoveryBackend):
     def _on_reconnect(self) -> None:
         log.info("%s: reconnected; re-asserting records and re-listing watches", self)
         # A restarted store may have lost the bucket: look again before the next use.
-        self._kv = None
+        self._bucket_ready = False
         event, self._reconnected = self._reconnected, anyio.Event()
         if event is not None:
             event.set()
@@ -355,6 +390,21 @@ class NatsDiscovery(DiscoveryBackend):
                 "NATS server runs with JetStream (-js) and is reachable"
             ) from None
 
+    async def _call_until_stopped(self, fn: Callable[..., Any], doing: str, *args: Any) -> Any:
+        """:meth:`_call` of a call that runs until its :class:`_Stop` (its last argument) is
+        set, which this sets whichever way the call ends."""
+        stop = _Stop()
+        try:
+            return await self._call(fn, doing, *args, stop)
+        finally:
+            bridge = self._bridge
+            if bridge is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_BUDGET):
+                    try:
+                        await bridge.run(_stop_nats, stop)
+                    except RuntimeError:
+                        pass  # the nats-py loop is gone, and the call with it
+
     # -- in the nats-py loop ---------------------------------------------------------------
 
     async def _ensure_bucket_nats(self) -> None:
@@ -372,7 +422,7 @@ class NatsDiscovery(DiscoveryBackend):
             si = await js.stream_info(stream)
         except NotFoundError:
             try:
-                self._kv = await js.create_key_value(
+                await js.create_key_value(
                     bucket=settings.bucket,
                     description="requestplane discovery: one instance record per key",
                     history=1,
@@ -380,6 +430,7 @@ class NatsDiscovery(DiscoveryBackend):
                     replicas=settings.replicas,
                     limit_marker_ttl=_MARKER_TTL,
                 )
+                self._bucket_ready = True
                 return
             except APIError:
                 # Created by another process in between (or with another configuration:
@@ -387,7 +438,7 @@ class NatsDiscovery(DiscoveryBackend):
                 si = await js.stream_info(stream)
         if not si.config.allow_msg_ttl or not si.config.subject_delete_marker_ttl:
             raise _BadBucket
-        self._kv = await js.key_value(settings.bucket)
+        self._bucket_ready = True
 
     def _subject(self, key: str) -> str:
         return f"$KV.{self._settings.bucket}.{key}"
@@ -432,64 +483,99 @@ class NatsDiscovery(DiscoveryBackend):
             await js.publish(self._subject(key), value, msg_ttl=self._ttl)
 
     async def _purge_nats(self, key: str) -> None:
-        kv = self._kv
-        if kv is None:
-            await self._ensure_bucket_nats()
-            kv = self._kv
-        assert kv is not None
-        await kv.purge(key, msg_ttl=_MARKER_TTL)
-
-    async def _list_nats(self, pattern: str) -> list[tuple[str, bytes]]:
-        kv = self._kv
-        assert kv is not None
-        watcher = await kv.watch(pattern, ignore_deletes=True)
-        found: dict[str, bytes] = {}
+        js = self._js
+        assert js is not None
+        # A purge marker (what nats-py's KeyValue.purge writes) with a TTL of its own, so that
+        # the tombstones of withdrawn instances do not pile up in the bucket.
+        headers = {KV_OP: KV_PURGE, Header.ROLLUP: "sub"}
         try:
-            async for entry in watcher:
-                if entry is None:  # the end of what existed when the watch began
-                    break
-                if entry.value is not None:
-                    found[entry.key] = entry.value
-        finally:
-            self._stop_later(watcher)
-        return sorted(found.items())
+            await js.publish(self._subject(key), headers=headers, msg_ttl=_MARKER_TTL)
+        except NoStreamResponseError:
+            pass  # no bucket, so no record either
+
+    async def _list_nats(self, pattern: str, stop: _Stop) -> list[tuple[str, bytes]]:
+        listed: list[tuple[str, bytes]] = []
+
+        def snapshot(entries: list[tuple[str, bytes]]) -> None:
+            listed.extend(entries)
+            stop.set()
+
+        await self._watch_nats(pattern, snapshot, None, stop)
+        return listed
 
     async def _watch_nats(
         self,
         pattern: str,
         on_snapshot: Callable[[list[tuple[str, bytes]]], object],
-        on_change: Callable[[str, bytes | None], object],
+        on_change: Callable[[str, bytes | None], object] | None,
+        stop: _Stop,
     ) -> None:
-        """Hand the live records of ``pattern`` to ``on_snapshot``, then every change to
-        ``on_change``, until cancelled. Both are called on the anyio side, in order."""
-        kv = self._kv
-        bridge = self._bridge
-        assert kv is not None and bridge is not None
-        watcher = await kv.watch(pattern)
-        try:
-            initial: dict[str, bytes] | None = {}
-            async for entry in watcher:
-                if entry is None:  # the end of what existed when the watch began
-                    if initial is not None:
-                        bridge.deliver(on_snapshot, list(initial.items()))
-                        initial = None
-                    continue
-                gone = entry.operation in (KV_DEL, KV_PURGE)
-                value = None if gone or entry.value is None else entry.value
-                if initial is not None:
-                    if value is None:
-                        initial.pop(entry.key, None)
-                    else:
-                        initial[entry.key] = value
-                else:
-                    bridge.deliver(on_change, entry.key, value)
-        finally:
-            self._stop_later(watcher)
+        """Call ``on_snapshot`` with the live records of ``pattern``, then ``on_change`` with
+        every change, in order, until ``stop`` is set (or cancelled). Both are called in this
+        loop.
 
-    def _stop_later(self, watcher: KeyValue.KeyWatcher) -> None:
-        # Not awaited: the task stopping it may be being cancelled, and a stop that waits for
-        # the server must hold nothing up (the consumer is ephemeral anyway).
-        task = asyncio.ensure_future(watcher.stop())  # type: ignore[no-untyped-call]
+        The KV watch is a plain ordered consumer (delivering the last message of every key,
+        then what follows) rather than nats-py's KeyWatcher, whose end-of-backlog marker can
+        come before a backlog message it has not handed over yet (a watch would then start
+        with an empty Snapshot and an Added). Here the backlog ends with the message that
+        had nothing pending after it, or at once if the consumer had nothing to deliver.
+        """
+        js = self._js
+        assert js is not None
+        prefix = f"$KV.{self._settings.bucket}."
+        initial: dict[str, bytes] | None = {}
+
+        def end_of_backlog() -> None:
+            nonlocal initial
+            if initial is not None:
+                entries, initial = sorted(initial.items()), None
+                on_snapshot(entries)
+
+        async def on_msg(msg: Msg) -> None:
+            key = msg.subject[len(prefix) :]
+            value = None if _is_tombstone(msg.headers) else msg.data
+            if initial is None:
+                if on_change is not None:
+                    on_change(key, value)
+                return
+            if value is None:
+                initial.pop(key, None)
+            else:
+                initial[key] = value
+            if msg.metadata.num_pending == 0:
+                end_of_backlog()
+
+        # asyncio keeps only weak references to tasks: a task waiting for nothing but its own
+        # cancellation could be collected while pending. Hold it until it ends.
+        task = asyncio.current_task()
+        assert task is not None
+        self._watching.add(task)
+        try:
+            sub = await js.subscribe(
+                prefix + pattern,
+                stream=f"KV_{self._settings.bucket}",
+                cb=on_msg,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                # Gone from the server this long after its subscription (a closed watch or
+                # list; a connection lost: the watch starts anew on reconnect anyway).
+                inactive_threshold=_CONSUMER_INACTIVE,
+            )
+            try:
+                info = await sub.consumer_info()
+                delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+                if not delivered and not info.num_pending:
+                    end_of_backlog()  # an empty backlog: no message will say it ended
+                await stop.wait()
+            finally:
+                self._stop_later(sub)
+        finally:
+            self._watching.discard(task)
+
+    def _stop_later(self, sub: JetStreamContext.PushSubscription) -> None:
+        # Not awaited: the task stopping it may be being cancelled, and an unsubscribe that
+        # waits for the server must hold nothing up (the consumer is ephemeral anyway).
+        task = asyncio.ensure_future(sub.unsubscribe())
         self._stopping.add(task)
         task.add_done_callback(self._stopped)
 
@@ -519,7 +605,7 @@ class NatsDiscovery(DiscoveryBackend):
             self._owned[instance.key] = instance
         if self._keepalive_scope is None and self._tg is not None:
             self._keepalive_scope = anyio.CancelScope()
-            self._tg.start_soon(self._keep_alive, self._keepalive_scope)
+            self._tg.start_soon(self._tracked, self._keep_alive, self._keepalive_scope)
 
     async def unregister(self, instance: Instance) -> None:
         if self._owned.pop(instance.key, None) is None:
@@ -530,6 +616,15 @@ class NatsDiscovery(DiscoveryBackend):
             await self._call(
                 self._purge_nats, "unregister", key_of(instance.name, instance.instance_id)
             )
+
+    async def _tracked(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        done = anyio.Event()
+        self._running.add(done)
+        try:
+            await fn(*args)
+        finally:
+            self._running.discard(done)
+            done.set()
 
     async def _keep_alive(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -563,7 +658,7 @@ class NatsDiscovery(DiscoveryBackend):
         validate_name(name)
         await self._ready()
         with anyio.fail_after(self._settings.connect_timeout * 2):
-            entries: list[tuple[str, bytes]] = await self._call(
+            entries: list[tuple[str, bytes]] = await self._call_until_stopped(
                 self._list_nats, f"list {name!r}", key_filter(name)
             )
         parsed = (_parse(name, key, value) for key, value in entries)
@@ -581,7 +676,7 @@ class NatsDiscovery(DiscoveryBackend):
 
         feed = InstanceFeed(name, on_close=closed)
         self._watches.add(feed)
-        self._tg.start_soon(self._follow, feed, scope)
+        self._tg.start_soon(self._tracked, self._follow, feed, scope)
         return feed
 
     async def _follow(self, feed: InstanceFeed, scope: anyio.CancelScope) -> None:
@@ -604,7 +699,7 @@ class NatsDiscovery(DiscoveryBackend):
                 except RequestPlaneError as exc:
                     level = logging.ERROR if isinstance(exc, ConfigError) else logging.WARNING
                     log.log(level, "%s: watching %r: %s; trying again", self, feed.name, exc)
-                    self._kv = None  # look at the bucket again (a store restart drops it)
+                    self._bucket_ready = False  # look again: a store restart drops it
                     with anyio.move_on_after(backoff):
                         await reconnected.wait()
                     backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -612,8 +707,19 @@ class NatsDiscovery(DiscoveryBackend):
                     run.live = False
 
     async def _run_watch(self, run: _FeedRun, name: str) -> None:
+        assert self._bridge is not None
+        deliver = self._bridge.deliver
+
+        def snapshot(entries: list[tuple[str, bytes]]) -> None:
+            deliver(run.snapshot, entries)
+
+        def change(key: str, value: bytes | None) -> None:
+            deliver(run.change, key, value)
+
         pattern = key_filter(name)
-        await self._call(self._watch_nats, f"watch {name!r}", pattern, run.snapshot, run.change)
+        await self._call_until_stopped(
+            self._watch_nats, f"watch {name!r}", pattern, snapshot, change
+        )
         raise Unavailable(f"{self.describe()}: the KV watch of {name!r} ended")
 
     # -- closing -----------------------------------------------------------------------------
@@ -635,8 +741,11 @@ class NatsDiscovery(DiscoveryBackend):
             for feed in list(self._watches):
                 await feed.aclose()
             self._watches.clear()
+            with anyio.move_on_after(_CLOSE_BUDGET):
+                for done in list(self._running):
+                    await done.wait()
             bridge, nc = self._bridge, self._nc
-            self._bridge = self._nc = self._js = self._kv = None
+            self._bridge = self._nc = self._js = None
             if bridge is not None:
                 try:
                     if nc is not None:

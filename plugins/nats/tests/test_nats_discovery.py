@@ -173,6 +173,22 @@ async def test_register_list_watch_unregister(js_server: NatsServerProcess, buck
             assert await finder.list_instances("llm") == []
 
 
+async def test_a_watch_or_list_right_after_a_register_holds_it(
+    js_server: NatsServerProcess, bucket: str
+) -> None:
+    # The backlog of a KV watch must end after its last record, not before it (nats-py's
+    # KeyWatcher marker could come first: a Snapshot without the record, then an Added).
+    url = js_server.url
+    with anyio.fail_after(60):
+        async with discovery(url, bucket) as owner, discovery(url, bucket) as finder:
+            for n in range(40):
+                record = inst(f"race{n}", "x")
+                await owner.register(record)
+                async with finder.watch(record.name) as watch:
+                    assert await next_event(watch) == Snapshot((record,)), n
+                assert await finder.list_instances(record.name) == [record], n
+
+
 async def test_a_live_instance_id_is_refused_and_free_again_once_withdrawn(
     js_server: NatsServerProcess, bucket: str
 ) -> None:
