@@ -640,6 +640,8 @@ class NatsDiscovery(DiscoveryBackend):
                     await self._reassert()
                 except RequestPlaneError as exc:
                     log.warning("%s: cannot refresh the records: %s", self, exc)
+                except Exception:  # the records must go on being refreshed regardless
+                    log.exception("%s: refreshing the records failed", self)
 
     async def _reassert(self) -> None:
         assert self._write_lock is not None
@@ -696,9 +698,14 @@ class NatsDiscovery(DiscoveryBackend):
                         tg.cancel_scope.cancel()
                     backoff = 0.1
                     await anyio.sleep(_RELIST_GRACE)
-                except RequestPlaneError as exc:
-                    level = logging.ERROR if isinstance(exc, ConfigError) else logging.WARNING
-                    log.log(level, "%s: watching %r: %s; trying again", self, feed.name, exc)
+                except Exception as exc:
+                    # A watch ends only when closed: whatever went wrong, it tries again (and
+                    # must not take the caller's task group down).
+                    if isinstance(exc, RequestPlaneError):
+                        level = logging.ERROR if isinstance(exc, ConfigError) else logging.WARNING
+                        log.log(level, "%s: watching %r: %s; trying again", self, feed.name, exc)
+                    else:
+                        log.exception("%s: watching %r failed; trying again", self, feed.name)
                     self._bucket_ready = False  # look again: a store restart drops it
                     with anyio.move_on_after(backoff):
                         await reconnected.wait()

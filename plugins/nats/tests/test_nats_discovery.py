@@ -408,5 +408,33 @@ async def test_tcp_transport_with_nats_discovery_end_to_end(
                     assert await next_event(watch) == Removed(instances[0])
 
 
+async def test_nats_transport_publishes_its_per_instance_subject(
+    js_server: NatsServerProcess, bucket: str
+) -> None:
+    # One nats-server -js as both the transport's broker and the discovery store.
+    found = {"url": js_server.url, "bucket": bucket}
+    transport = {"url": js_server.url}
+
+    async def whoami(request: Request) -> bytes:
+        return b"me"
+
+    with anyio.fail_after(30):
+        async with RequestPlane(
+            "nats", settings=transport, discovery="nats", discovery_settings=found
+        ) as serving:
+            server = await serving.server()
+            shared = await server.register("who/ami", whoami)
+            async with RequestPlane(
+                "nats", settings=transport, discovery="nats", discovery_settings=found
+            ) as calling:
+                [instance] = await calling.discovery().list_instances("who/ami")
+                assert instance.transport == "nats"
+                assert instance.instance_id == server.instance_id
+                # The published address reaches this server alone, not the queue group.
+                assert instance.address != str(shared)
+                reply = await calling.client().request(Address.parse(instance.address), b"")
+                assert reply == b"me"
+
+
 def test_keys_put_each_name_under_its_own_wildcard() -> None:
     assert key_of("llm/decode/generate", "ab") == "llm.decode.generate.ab"
