@@ -4,6 +4,7 @@ restart, and TCP transport + NATS discovery end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import nats
 import pytest
 from anyio.abc import Process
 from requestplane_nats import NatsServerProcess
@@ -281,6 +283,24 @@ async def test_a_server_without_jetstream_is_a_config_error_naming_js(
                 await backend.register(inst("svc", "x"))
             with pytest.raises(ConfigError, match="-js"):
                 await backend.list_instances("svc")
+
+
+async def test_a_bucket_not_made_for_discovery_is_refused(
+    js_server: NatsServerProcess, bucket: str
+) -> None:
+    async def plain_bucket() -> None:
+        # Made by someone else, without expiry markers: records would vanish unseen.
+        nc = await nats.connect(js_server.url)
+        try:
+            await nc.jetstream().create_key_value(bucket=bucket, history=1)
+        finally:
+            await nc.close()
+
+    await anyio.to_thread.run_sync(asyncio.run, plain_bucket())
+    with anyio.fail_after(20):
+        async with discovery(js_server.url, bucket) as backend:
+            with pytest.raises(ConfigError, match=f"{ENV_PREFIX}BUCKET"):
+                await backend.register(inst("svc", "x"))
 
 
 async def test_an_unreachable_store_is_unavailable_saying_what_to_check(bucket: str) -> None:
