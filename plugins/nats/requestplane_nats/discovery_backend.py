@@ -75,7 +75,7 @@ _WRONG_LAST = (10071, 10164)
 _CLOSE_BUDGET = 2.0
 # Seconds a watch waits after a reconnect before listing again, so that the owners'
 # re-assertions into a store that lost its records land first (no Removed/Added flap).
-_RELIST_GRACE = 0.3
+_RELIST_GRACE = 1.0
 _MAX_BACKOFF = 5.0
 # Seconds the server keeps a KV watch's consumer without a subscriber (nats-py's unsubscribe
 # leaves it; its default is 5 minutes, a pile-up when lists are frequent).

@@ -303,6 +303,17 @@ async def test_a_bucket_not_made_for_discovery_is_refused(
                 await backend.register(inst("svc", "x"))
 
 
+async def test_credentials_are_used_and_a_refusal_names_them(tmp_path: Path, bucket: str) -> None:
+    config = f'authorization {{ token: "s3cret" }}\njetstream {{ store_dir: "{tmp_path}" }}\n'
+    with NatsServerProcess(config=config) as server, anyio.fail_after(20):
+        async with discovery(server.url, bucket, token="wrong") as refused:
+            with pytest.raises(ConfigError, match=f"{ENV_PREFIX}TOKEN"):
+                await refused.register(inst("svc", "x"))
+        async with discovery(server.url, bucket, token="s3cret") as allowed:
+            await allowed.register(inst("svc", "x"))
+            assert await allowed.list_instances("svc") == [inst("svc", "x")]
+
+
 async def test_an_unreachable_store_is_unavailable_saying_what_to_check(bucket: str) -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     with anyio.fail_after(20):
