@@ -345,11 +345,15 @@ async def test_a_watch_started_before_the_store_follows_once_it_is_up(
         server.close()
 
 
+@pytest.mark.parametrize("storage", ["memory", "file"])
 async def test_store_restart_records_come_back_and_watchers_miss_nothing(
-    private_js_server: NatsServerProcess, bucket: str
+    private_js_server: NatsServerProcess, bucket: str, storage: str
 ) -> None:
+    # memory: the store comes back empty, without the bucket; file: with both, and the dead
+    # owner's record then expires after its TTL.
     server = private_js_server
     url = server.url
+    more = {"storage": storage, "ttl": 2}
     events: list[WatchEvent] = []
     live: dict[str, Instance] = {}
     changed = anyio.Event()
@@ -375,9 +379,9 @@ async def test_store_restart_records_come_back_and_watchers_miss_nothing(
     stays, leaves = inst("svc", "stays", 1), inst("svc", "leaves", 2)
     with anyio.fail_after(60):
         async with (
-            discovery(url, bucket) as owner,
-            discovery(url, bucket) as doomed,
-            discovery(url, bucket) as finder,
+            discovery(url, bucket, **more) as owner,
+            discovery(url, bucket, **more) as doomed,
+            discovery(url, bucket, **more) as finder,
         ):
             await owner.register(stays)
             await doomed.register(leaves)
@@ -390,7 +394,7 @@ async def test_store_restart_records_come_back_and_watchers_miss_nothing(
                 tg.start_soon(follow)
                 await until(lambda: set(live) == {"stays", "leaves"})
                 # The store goes away; 'leaves' closes meanwhile (its unregister cannot reach
-                # the store), and the store comes back empty (memory storage).
+                # the store).
                 await anyio.to_thread.run_sync(server.stop)
                 await doomed.aclose()
                 await anyio.to_thread.run_sync(server.start)
