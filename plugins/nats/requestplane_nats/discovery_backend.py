@@ -157,6 +157,13 @@ def _tls_context(settings: NatsDiscoverySettings) -> ssl.SSLContext | None:
     return context
 
 
+def _server_uses_tls(nc: Client) -> bool:
+    # nats-py upgrades to TLS only when the server asks for it and says so nowhere public;
+    # the server's INFO it keeps is the one record (as in nats_link).
+    info = getattr(nc, "_server_info", None)
+    return bool(isinstance(info, dict) and info.get("tls_required"))
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -278,6 +285,12 @@ class NatsDiscovery(DiscoveryBackend):
                     errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
+                if tls is not None and not _server_uses_tls(nc):
+                    await bridge.run(_close_quietly, nc)
+                    raise ProtocolError(
+                        f"TLS is configured but the NATS discovery store at {safe_url(url)} "
+                        "does not use TLS; refusing to send in the clear"
+                    )
                 if len(settings.urls()) > 1 and hasattr(nc, "set_server_pool"):
                     nc.set_server_pool(settings.urls())
                 self._url = safe_url(url)

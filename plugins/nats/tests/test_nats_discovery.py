@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import nats
 import pytest
+import trustme
 from anyio.abc import Process
 from requestplane_nats import NatsServerProcess
 from requestplane_nats.discovery_backend import NatsDiscovery, key_of
@@ -26,6 +27,7 @@ from requestplane_nats.discovery_settings import ENV_PREFIX, NatsDiscoverySettin
 from requestplane_core import (
     Address,
     ConfigError,
+    ProtocolError,
     Request,
     RequestPlane,
     Unavailable,
@@ -312,6 +314,34 @@ async def test_credentials_are_used_and_a_refusal_names_them(tmp_path: Path, buc
         async with discovery(server.url, bucket, token="s3cret") as allowed:
             await allowed.register(inst("svc", "x"))
             assert await allowed.list_instances("svc") == [inst("svc", "x")]
+
+
+async def test_tls_is_verified_and_never_dropped(
+    tmp_path: Path, js_server: NatsServerProcess, bucket: str
+) -> None:
+    ca = trustme.CA()
+    ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca.cert_pem.write_to_path(ca_file)
+    issued = ca.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    other_ca = tmp_path / "other.pem"
+    trustme.CA().cert_pem.write_to_path(other_ca)
+    config = (
+        f'tls {{ cert_file: "{cert}", key_file: "{key}" }}\n'
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
+    with NatsServerProcess(config=config) as server, anyio.fail_after(30):
+        async with discovery(server.url, bucket, tls_ca=str(ca_file)) as trusted:
+            await trusted.register(inst("svc", "x"))
+            assert await trusted.list_instances("svc") == [inst("svc", "x")]
+        async with discovery(server.url, bucket, tls_ca=str(other_ca)) as untrusted:
+            with pytest.raises(ProtocolError, match=f"{ENV_PREFIX}TLS_CA"):
+                await untrusted.list_instances("svc")
+        # TLS asked for, a plain server found: refused rather than sent in the clear.
+        async with discovery(js_server.url, bucket, tls_ca=str(ca_file)) as plain:
+            with pytest.raises(ProtocolError, match="in the clear"):
+                await plain.list_instances("svc")
 
 
 async def test_an_unreachable_store_is_unavailable_saying_what_to_check(bucket: str) -> None:
