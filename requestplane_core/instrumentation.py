@@ -7,6 +7,7 @@ wrapped and the dispatcher reports each request, on both sides, as a :class:`Req
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Mapping
@@ -23,9 +24,15 @@ from .transport import ClientStats, ResponseStream, TransportClient
 if TYPE_CHECKING:
     from .dispatch import Responder
 
-__all__ = ["InstrumentedClient", "Observer", "RequestEvent"]
+__all__ = ["InstrumentedClient", "Observer", "RequestEvent", "routed_instance"]
 
 log = logging.getLogger("requestplane")
+
+#: The instance id a router chose for the call being made in this context, so that the
+#: client's event names it without the transport client knowing about routing.
+routed_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "requestplane_routed_instance", default=None
+)
 
 
 @attrs.define(eq=False)
@@ -35,7 +42,8 @@ class RequestEvent:
     ``headers`` is the request's headers; on the client side, before the request is sent, a
     plugin may add to it (e.g. ``traceparent``) and the additions travel with the request.
     ``scratch`` is the plugins' own space to carry state from started to finished (a span).
-    ``outcome`` is ``"ok"``, ``"cancelled"``, or the error's class name.
+    ``outcome`` is ``"ok"``, ``"cancelled"``, or the error's class name. ``instance`` is
+    the instance id a router chose (client side, routed calls only).
     """
 
     side: str
@@ -51,6 +59,7 @@ class RequestEvent:
     chunks: int = 0
     outcome: str = "pending"
     scratch: dict[str, Any] = attrs.field(factory=dict)
+    instance: str | None = None
 
 
 class Observer:
@@ -183,6 +192,7 @@ class InstrumentedClient(TransportClient):
             headers=dict(headers or {}),
             address=str(parsed),
             stream=stream,
+            instance=routed_instance.get(),
         )
 
     async def request(
