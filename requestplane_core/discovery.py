@@ -337,6 +337,11 @@ class DiscoveryBackend(abc.ABC):
     async def list_instances(self, name: str) -> list[Instance]:
         """The live instances of ``name`` now, ordered by instance id."""
 
+    async def names(self) -> list[str]:
+        """Every name with live instances, sorted. Optional: a backend that cannot list
+        names raises :class:`ConfigError` (callers then ask for one name)."""
+        raise ConfigError(f"{self.describe()} cannot list every name: give a name")
+
     @abc.abstractmethod
     def watch(self, name: str) -> Watch:
         """Follow ``name``: a :class:`Snapshot`, then :class:`Added` / :class:`Removed`."""

@@ -120,7 +120,9 @@ class Router:
         self._client_for = client_for
         self._table: dict[str, _Candidate] = {}
         self._order: list[_Candidate] = []  # the instances matching the labels, by id
-        self._cursor = 0
+        # Each router starts its rotation somewhere else, so that many short-lived callers
+        # do not all send their first call to the same instance.
+        self._cursor = random.randrange(1 << 30)
         self._ring: HashRing | None = None
         self._ready = anyio.Event()
         self._clock: Callable[[], float] | None = None

@@ -255,6 +255,16 @@ class FileDiscovery(DiscoveryBackend):
     async def list_instances(self, name: str) -> list[Instance]:
         return self._scan(name)
 
+    async def names(self) -> list[str]:
+        found: set[str] = set()
+        for directory, _subdirs, files in os.walk(self._root):
+            if any(f.endswith(_SUFFIX) and not f.startswith(".") for f in files):
+                name = Path(directory).relative_to(self._root).as_posix()
+                with contextlib.suppress(ConfigError):
+                    if self._scan(name):
+                        found.add(name)
+        return sorted(found)
+
     def watch(self, name: str) -> Watch:
         validate_name(name)
         if self._tg is None:
