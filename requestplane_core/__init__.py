@@ -7,12 +7,27 @@ from here only.
 from .address import Address
 from .clock import loop_clock
 from .config import CoreSettings, transport_env_prefix
+from .discovery import (
+    Added,
+    DiscoveryBackend,
+    DiscoverySpec,
+    Instance,
+    InstanceFeed,
+    Removed,
+    Snapshot,
+    Watch,
+    WatchEvent,
+    instance_from_json,
+    instance_to_json,
+    validate_name,
+)
 from .dispatch import Dispatcher, Pending, Responder
 from .errors import (
     ConfigError,
     ConnectionLost,
     DeadlineExceeded,
     EndpointNotFound,
+    NoInstances,
     Overloaded,
     PayloadTooLarge,
     ProtocolError,
@@ -27,6 +42,7 @@ from .instrumentation import RequestEvent
 from .manager import RequestPlane, installed_transports, read_core_settings
 from .plugins import PluginRegistry, PluginWarning, load_plugins
 from .request import Handler, HandlerResult, Request
+from .router import InstanceStats, Router
 from .server import Health, Server, serve
 from .settings import SettingField, describe_settings, load_settings, setting
 from .transport import (
@@ -47,6 +63,7 @@ from .validators import (
 )
 
 __all__ = [
+    "Added",
     "Address",
     "Capabilities",
     "ClientStats",
@@ -54,11 +71,17 @@ __all__ = [
     "ConnectionLost",
     "CoreSettings",
     "DeadlineExceeded",
+    "DiscoveryBackend",
+    "DiscoverySpec",
     "Dispatcher",
     "EndpointNotFound",
     "Handler",
     "HandlerResult",
     "Health",
+    "Instance",
+    "InstanceFeed",
+    "InstanceStats",
+    "NoInstances",
     "Overloaded",
     "PayloadTooLarge",
     "Pending",
@@ -66,23 +89,30 @@ __all__ = [
     "PluginWarning",
     "ProtocolError",
     "RemoteError",
+    "Removed",
     "Request",
     "RequestEvent",
     "RequestPlane",
     "RequestPlaneError",
     "Responder",
     "ResponseStream",
+    "Router",
     "Server",
     "SettingField",
+    "Snapshot",
     "TransportClient",
     "TransportServer",
     "TransportSpec",
     "Unavailable",
     "UnknownMode",
+    "Watch",
+    "WatchEvent",
     "describe_settings",
     "error_from_wire",
     "hookimpl",
     "installed_transports",
+    "instance_from_json",
+    "instance_to_json",
     "load_plugins",
     "load_settings",
     "loop_clock",
@@ -96,4 +126,5 @@ __all__ = [
     "transport_env_prefix",
     "valid_host",
     "valid_port",
+    "validate_name",
 ]

@@ -56,6 +56,7 @@ def cmd_transports(args: argparse.Namespace) -> int:
         caps = spec.capabilities
         settings = _settings_records(describe_settings(spec.settings, transport_env_prefix(name)))
         record: dict[str, Any] = {
+            "kind": "transport",
             "name": name,
             "distribution": loaded.distribution,
             "version": loaded.version,
@@ -85,7 +86,8 @@ def cmd_transports(args: argparse.Namespace) -> int:
             _out(
                 json.dumps(
                     {
-                        "discovery": name,
+                        "kind": "discovery",
+                        "name": name,
                         "distribution": found.distribution,
                         "version": found.version,
                         "description": dspec.description,

@@ -118,6 +118,8 @@ class Dispatcher:
         self._max_inflight = max_inflight or math.inf
         self._inflight = 0
         self._draining = False
+        #: Requests that reached this dispatcher (some twice): see Server's withdraw grace.
+        self.arrivals = 0
         # anyio.current_time's clock, resolved in the event loop on first use (a dispatcher
         # serves one loop): deadlines are checked on every request that has one.
         self._clock: Callable[[], float] | None = None
@@ -310,6 +312,9 @@ class Dispatcher:
 
     def _refusal(self, endpoint: _Endpoint | None, request: Request) -> RequestPlaneError | None:
         """Why ``request`` is refused before its handler runs, if it is."""
+        # Every request passes here at least once: a count of arrivals (no clock read) tells
+        # a server withdrawn from discovery whether callers still send to it.
+        self.arrivals += 1
         if endpoint is None:
             return EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
         if self._draining or endpoint.draining:

@@ -125,6 +125,7 @@ class Router:
         self._cursor = random.randrange(1 << 30)
         self._ring: HashRing | None = None
         self._ready = anyio.Event()
+        self._changed = anyio.Event()
         self._clock: Callable[[], float] | None = None
         self._watch = discovery.watch(self.name)
         self._scope = anyio.CancelScope()
@@ -157,6 +158,8 @@ class Router:
     def _reorder(self) -> None:
         self._order = [c for _, c in sorted(self._table.items()) if c.instance.matches(self.labels)]
         self._ring = None
+        self._changed.set()
+        self._changed = anyio.Event()
 
     def _now(self) -> float:
         clock = self._clock
@@ -177,6 +180,14 @@ class Router:
         """Wait until the router has its first snapshot of the name's instances."""
         with anyio.fail_after(timeout):
             await self._ready.wait()
+
+    async def wait_for(self, count: int, timeout: float = FIRST_SNAPSHOT_WAIT) -> None:
+        """Wait until exactly ``count`` instances (matching the labels) are live: a fleet
+        coming up, or a dead instance dropped by discovery. TimeoutError past ``timeout``."""
+        with anyio.fail_after(timeout):
+            await self._ready.wait()
+            while len(self._order) != count:
+                await self._changed.wait()
 
     # -- choosing ----------------------------------------------------------------------------
 

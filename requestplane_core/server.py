@@ -122,6 +122,20 @@ class Server:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    async def _linger(self, grace: float) -> None:
+        """Keep serving after a withdrawal while callers may not have heard of it: for
+        ``grace`` seconds once any request was served, and on while requests still arrive
+        (at most the drain timeout). Without it, a caller that picked this instance just
+        before the withdrawal reached it would find the connection closed under its call."""
+        if grace <= 0 or self._dispatcher.arrivals == 0:
+            return
+        with anyio.move_on_after(self._drain_timeout):
+            while True:
+                seen = self._dispatcher.arrivals
+                await anyio.sleep(grace)
+                if self._dispatcher.arrivals == seen:
+                    return
+
     async def aclose(self) -> None:
         """Withdraw every endpoint from discovery, drain (new requests get ``Unavailable``;
         in-flight ones get the drain timeout to finish, then are cancelled) and close the
@@ -132,8 +146,9 @@ class Server:
         self._closing = True
         try:
             with anyio.CancelScope(shield=True):
-                if self._publisher is not None:
+                if self._publisher is not None and self._publisher.published:
                     await self._publisher.withdraw_all()
+                    await self._linger(self._publisher.backend.withdraw_grace)
                 await self._dispatcher.drain(self._drain_timeout)
                 await self._transport.aclose()
                 if self._publisher is not None:

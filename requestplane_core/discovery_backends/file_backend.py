@@ -96,6 +96,8 @@ class FileDiscovery(DiscoveryBackend):
     def __init__(self, settings: FileDiscoverySettings) -> None:
         self._settings = settings
         self._root = settings.dir if settings.dir is not None else default_directory()
+        # Two polls of a watcher with the same settings, and a margin for a busy machine.
+        self.withdraw_grace = 2 * settings.poll_interval + 0.05
         self._owned: dict[tuple[str, str], tuple[Instance, Path]] = {}
         self._cache: dict[Path, _Cached] = {}
         self._watches: set[InstanceFeed] = set()
