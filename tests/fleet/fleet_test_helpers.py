@@ -98,5 +98,5 @@ async def until(predicate: Callable[[], bool], what: str) -> None:
     process, or outcomes of tasks this test does not own. Polls the router's own counters;
     fails naming ``what`` after BOUND seconds."""
     with anyio.fail_after(BOUND, reason=f"still waiting for {what}"):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 (no event exists for this condition)
             await anyio.sleep(0.01)
