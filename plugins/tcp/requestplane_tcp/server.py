@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -96,10 +97,7 @@ class TcpServer(TransportServer):
         except OSError as exc:
             # A configuration problem (port in use, address not on this machine): ConfigError
             # reaches the caller of serve() as it is, not wrapped in an ExceptionGroup.
-            raise ConfigError(
-                f"the tcp server cannot listen on {host}:{self._settings.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            raise ConfigError(_listen_failure(host, self._settings.port, exc)) from exc
         self._port = self._listener.extra(SocketAttribute.local_port)
         self._advertise = await _advertise_host(self._settings)
         for listener in self._listener.listeners:
@@ -442,6 +440,21 @@ async def _advertise_host(settings: TcpSettings) -> str:
         return str(infos[0][4][0])
     except (OSError, IndexError):
         return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> str:
+    """Why the server cannot listen, naming the variable to change (the port when it is
+    taken or privileged, the host otherwise)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return (
+            f"the tcp server cannot listen on {host}:{port}: {reason}; REQUESTPLANE_TCP_PORT "
+            f"sets the port (now {port}): choose a free one, or 0 to let the OS choose"
+        )
+    return (
+        f"the tcp server cannot listen on {host}:{port}: {reason}; REQUESTPLANE_TCP_HOST sets "
+        f"the interface (now {host!r}): an address of this machine, or 0.0.0.0 / :: for all"
+    )
 
 
 def _peer_name(stream: ByteStream) -> str:

@@ -139,6 +139,18 @@ async def test_a_wildcard_bind_advertises_a_reachable_address() -> None:
 async def test_bind_failure_is_a_clear_error() -> None:
     # serve() lets a transport's ConfigError out as it is (no ExceptionGroup around it).
     async with running({"echo": echo}) as (_server, addresses):
-        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:"):
-            async with running({"echo": echo}, port=addresses["echo"].port):
+        port = addresses["echo"].port
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:") as caught:
+            async with running({"echo": echo}, port=port):
                 pass
+    # A newcomer learns which variable sets the port, and its value.
+    assert f"REQUESTPLANE_TCP_PORT sets the port (now {port})" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_host_that_is_not_this_machines_names_the_host_variable() -> None:
+    # 192.0.2.1 (TEST-NET-1) is never an address of this machine: EADDRNOTAVAIL.
+    with pytest.raises(ConfigError, match=r"cannot listen on 192\.0\.2\.1:") as caught:
+        async with running({"echo": echo}, host="192.0.2.1"):
+            pass
+    assert "REQUESTPLANE_TCP_HOST sets the interface (now '192.0.2.1')" in str(caught.value)
