@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .framing import HEADER, HEADER_SIZE, FrameError
+from .framing import HEADER, HEADER_SIZE, TruncatedFrame
 
 __all__ = ["GATHER_FROM", "FrameHandler", "FrameParser", "body_bytes"]
 
@@ -108,9 +108,10 @@ class FrameParser:
             self._buf = buf[pos:]
 
     def at_eof(self) -> None:
-        """The peer closed: raise :class:`FrameError` if it did so in the middle of a frame."""
+        """The peer closed: raise :class:`TruncatedFrame` if it did so in the middle of a
+        frame."""
         if self._buf or self._skip or self._parts is not None:
-            raise FrameError("the peer closed the connection in the middle of a frame")
+            raise TruncatedFrame("the peer closed the connection in the middle of a frame")
 
     def _start_gather(self, head: memoryview, kind: int, rid: int, length: int) -> None:
         # The old buffer stays as it is (a view of it is the first piece); a new one takes

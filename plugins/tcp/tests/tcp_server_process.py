@@ -25,6 +25,13 @@ async def endless(request: Request) -> AsyncIterator[bytes]:
         await anyio.sleep(0.01)
 
 
+async def bulk(request: Request) -> AsyncIterator[bytes]:
+    """Large chunks without end: whenever it dies, a chunk is most likely half sent."""
+    chunk = b"b" * (1 << 20)
+    while True:
+        yield chunk
+
+
 async def block(request: Request) -> bytes:
     await anyio.sleep_forever()
     return b""
@@ -33,7 +40,12 @@ async def block(request: Request) -> bytes:
 async def main(port: int) -> None:
     spec = requestplane_transports()[0]
     async with serve(spec, TcpSettings(port=port)) as server:
-        for name, handler in (("echo", echo), ("endless", endless), ("block", block)):
+        for name, handler in (
+            ("echo", echo),
+            ("endless", endless),
+            ("block", block),
+            ("bulk", bulk),
+        ):
             print(await server.register(name, handler), flush=True)
         await anyio.sleep_forever()
 
