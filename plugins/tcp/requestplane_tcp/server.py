@@ -155,18 +155,23 @@ class TcpServer(TransportServer):
             while True:
                 try:
                     stream = await listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                except anyio.ClosedResourceError:
                     return
-                except OSError as exc:
-                    # Out of file descriptors and the like: keep serving the connections we
-                    # have and try again shortly instead of spinning or dying. Logged once
-                    # per burst: a line every try would flood the log while it lasts.
+                except (OSError, anyio.BrokenResourceError) as exc:
+                    # Out of file descriptors and the like (anyio on trio wraps the OSError
+                    # in BrokenResourceError; ending the loop there stopped accepting for
+                    # good): keep serving the connections we have and try again shortly
+                    # instead of spinning or dying. Logged once per burst: a line every try
+                    # would flood the log while it lasts.
+                    error = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
+                    if self._closing or not isinstance(error, OSError):
+                        return
                     if not failed:
                         log.warning(
                             "tcp server cannot accept connections: %s; it keeps serving its "
                             "open ones and tries again every %ss (connections closing, e.g. "
                             "idle ones after REQUESTPLANE_TCP_IDLE_TIMEOUT, free descriptors)",
-                            exc.strerror or exc,
+                            error.strerror or error,
                             _ACCEPT_RETRY,
                         )
                     failed += 1

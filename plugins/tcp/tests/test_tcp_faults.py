@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
-from tcp_test_helpers import BOUND, client
+from tcp_test_helpers import BOUND, client, server_process
 
-from requestplane_core import Address, ConnectionLost, ProtocolError
+from requestplane_core import ConnectionLost, ProtocolError
 
 pytestmark = pytest.mark.anyio
 
@@ -22,31 +17,6 @@ pytestmark = pytest.mark.anyio
 # its send buffer before it is killed.
 _DIGESTS_PER_CHUNK = 8
 _KILL_AFTER_CHUNKS = 8
-
-SCRIPT = Path(__file__).with_name("tcp_server_process.py")
-
-
-@asynccontextmanager
-async def server_process(
-    port: int, backend: str
-) -> AsyncIterator[tuple[Process, dict[str, Address]]]:
-    process = await anyio.open_process(
-        [sys.executable, str(SCRIPT), str(port), backend], stderr=None
-    )
-    try:
-        assert process.stdout is not None
-        lines = b""
-        with anyio.fail_after(BOUND * 2):
-            while lines.count(b"\n") < 4:
-                lines += await process.stdout.receive()
-        addresses = {a.endpoint: a for a in map(Address.parse, lines.decode().split())}
-        yield process, addresses
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with anyio.CancelScope(shield=True):
-            await process.wait()
-            await process.aclose()
 
 
 async def test_sigkill_fails_inflight_calls_and_a_restart_is_used(anyio_backend: str) -> None:
