@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process, SocketStream
+from anyio.abc import ByteStream, Process, SocketStream
 from requestplane_tcp.framing import (
     HEADER,
     HEADER_SIZE,
@@ -140,7 +140,7 @@ async def raw_connect(address: Address, *, preamble: bytes | None = PREAMBLE) ->
     return stream
 
 
-async def read_to_eof(stream: SocketStream) -> bytes:
+async def read_to_eof(stream: ByteStream) -> bytes:
     """Everything the peer sends until it closes (raises on a hang via the caller's bound)."""
     data = bytearray()
     while True:
@@ -153,7 +153,7 @@ async def read_to_eof(stream: SocketStream) -> bytes:
 class RawReader:
     """Reads the server's preamble and then whole frames from a raw connection."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.buf = bytearray()
 
