@@ -123,10 +123,12 @@ class Server:
         await self._closed.wait()
 
     async def _linger(self, grace: float) -> None:
-        """Keep serving after a withdrawal while callers may not have heard of it: for
-        ``grace`` seconds once any request was served, and on while requests still arrive
-        (at most the drain timeout). Without it, a caller that picked this instance just
-        before the withdrawal reached it would find the connection closed under its call."""
+        """Keep the connections open after a withdrawal and the drain while callers may not
+        have heard of it: for ``grace`` seconds once any request arrived, and on while
+        requests still arrive (at most the drain timeout), answering them ``Unavailable``
+        (which a router retries elsewhere). Closed at once instead, a caller that picked
+        this instance just before the withdrawal reached it would see ``ConnectionLost``
+        (the handler may have run: not retried)."""
         if grace <= 0 or self._dispatcher.arrivals == 0:
             return
         with anyio.move_on_after(self._drain_timeout):
@@ -138,18 +140,21 @@ class Server:
 
     async def aclose(self) -> None:
         """Withdraw every endpoint from discovery, drain (new requests get ``Unavailable``;
-        in-flight ones get the drain timeout to finish, then are cancelled) and close the
-        listener. Safe to call more than once."""
+        in-flight ones get the drain timeout to finish, then are cancelled), keep refusing
+        while callers that have not seen the withdrawal still send (see :meth:`_linger`),
+        and close the listener. Safe to call more than once."""
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
         try:
             with anyio.CancelScope(shield=True):
+                grace = 0.0
                 if self._publisher is not None and self._publisher.published:
                     await self._publisher.withdraw_all()
-                    await self._linger(self._publisher.backend.withdraw_grace)
+                    grace = self._publisher.backend.withdraw_grace
                 await self._dispatcher.drain(self._drain_timeout)
+                await self._linger(grace)
                 await self._transport.aclose()
                 if self._publisher is not None:
                     await self._publisher.aclose()
