@@ -21,7 +21,7 @@ from .discovery import (
     instance_to_json,
     validate_name,
 )
-from .dispatch import Dispatcher, Pending, Responder
+from .dispatch import Dispatcher
 from .errors import (
     ConfigError,
     ConnectionLost,
@@ -48,6 +48,9 @@ from .settings import SettingField, describe_settings, load_settings, setting
 from .transport import (
     Capabilities,
     ClientStats,
+    Dispatch,
+    Pending,
+    Responder,
     ResponseStream,
     TransportClient,
     TransportServer,
@@ -73,6 +76,7 @@ __all__ = [
     "DeadlineExceeded",
     "DiscoveryBackend",
     "DiscoverySpec",
+    "Dispatch",
     "Dispatcher",
     "EndpointNotFound",
     "Handler",

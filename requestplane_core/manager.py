@@ -19,7 +19,8 @@ from .config import (
 )
 from .discovery import DiscoveryBackend
 from .errors import ConfigError, RequestPlaneError
-from .instrumentation import InstrumentedClient, Observer
+from .instrumentation import InstrumentedClient
+from .observer import Observer
 from .plugins import DISCOVERY_OFF, LoadedDiscovery, LoadedTransport, PluginRegistry, load_plugins
 from .publisher import PublishSettings
 from .router import Router
@@ -104,7 +105,8 @@ class RequestPlane:
             environ=env,
             overrides=settings,
         )
-        self._observer = Observer.create(plugins.manager)
+        #: The observing hooks, decided once: handed to the server and to every client.
+        self.hooks = Observer(plugins.manager.hook)
         self.discovery_backend: LoadedDiscovery | None = None
         self.discovery_settings: Any = None
         self._publish: PublishSettings | None = None
@@ -167,7 +169,7 @@ class RequestPlane:
                     self.settings,
                     drain_timeout=self.core.drain_timeout,
                     max_inflight=self.core.max_inflight,
-                    hooks=self.plugins.manager.hook,
+                    hooks=self.hooks,
                     publish=self._publish,
                 )
         return self._server
@@ -186,8 +188,8 @@ class RequestPlane:
         else:
             loaded, settings = self._transport_named(mode)
         client = loaded.spec.client(settings)
-        if self._observer is not None:
-            client = InstrumentedClient(client, loaded.spec.name, self._observer)
+        if self.hooks.requests:
+            client = InstrumentedClient(client, loaded.spec.name, self.hooks)
         client.start(tg)
         self._clients.append(client)
         return client

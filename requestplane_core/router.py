@@ -36,7 +36,7 @@ from .errors import (
     Unavailable,
 )
 from .hash_ring import HashRing
-from .instrumentation import routed_instance
+from .observer import routed_instance
 from .transport import ResponseStream, TransportClient
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import attrs
 from .address import Address
 from .dispatch import Dispatcher
 from .errors import EndpointNotFound
-from .instrumentation import Observer, call_hook, has_request_hooks
+from .observer import Observer
 from .publisher import Publisher, PublishSettings
 from .request import Handler
 from .transport import TransportServer, TransportSpec
@@ -169,17 +169,18 @@ async def serve(
     *,
     drain_timeout: float = 10.0,
     max_inflight: int = 0,
-    hooks: Any = None,
+    hooks: Observer | None = None,
     publish: PublishSettings | None = None,
 ) -> AsyncIterator[Server]:
     """Run one server of ``spec`` for the duration of the ``async with`` block.
 
     This is the structured way to own a server (tests, embedding); :class:`RequestPlane`
-    uses it underneath for the shared per-process server. ``hooks`` is a plugin manager's
-    ``hook`` relay whose observing hooks see the server and its requests. With ``publish``,
+    uses it underneath for the shared per-process server. ``hooks`` (the manager's
+    :class:`Observer`) sees the server start and stop and, if a plugin observes requests,
+    each request. With ``publish``,
     every endpoint is published into that discovery backend under one instance id.
     """
-    observer = Observer(hooks) if hooks is not None and has_request_hooks(hooks) else None
+    observer = hooks if hooks is not None and hooks.requests else None
     dispatcher = Dispatcher(max_inflight=max_inflight, observer=observer, transport=spec.name)
     transport = spec.server(settings)
     start_error: Exception | None = None
@@ -197,17 +198,13 @@ async def serve(
                 publisher.start(tg)
             server = Server(spec.name, transport, dispatcher, drain_timeout, publisher)
             if hooks is not None:
-                call_hook(
-                    hooks.requestplane_server_started,
-                    transport=spec.name,
-                    details=dict(transport.health_details()),
-                )
+                hooks.server_started(spec.name, dict(transport.health_details()))
             try:
                 yield server
             finally:
                 await server.aclose()
                 tg.cancel_scope.cancel()
                 if hooks is not None:
-                    call_hook(hooks.requestplane_server_stopped, transport=spec.name)
+                    hooks.server_stopped(spec.name)
     if start_error is not None:
         raise start_error
