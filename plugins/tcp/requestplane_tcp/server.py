@@ -16,7 +16,7 @@ from requestplane_core import (
     Address,
     ConfigError,
     ConnectionLost,
-    Dispatcher,
+    Dispatch,
     PayloadTooLarge,
     Pending,
     ProtocolError,
@@ -70,7 +70,7 @@ class TcpServer(TransportServer):
         self._limits = frame_limits(
             {REQUEST: request_body_limit(settings.max_message_size), CANCEL: 0}
         )
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatch | None = None
         self._answer_now: Callable[[Request], bytes | RequestPlaneError | Pending] = _not_started
         self._tg: TaskGroup | None = None
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
@@ -88,7 +88,7 @@ class TcpServer(TransportServer):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
         self._answer_now = dispatcher.answer_now
         self._tg = task_group
