@@ -69,14 +69,16 @@ class InstrumentedClient(TransportClient):
         self, address: Address | str, headers: Mapping[str, str] | None, stream: bool
     ) -> RequestEvent:
         parsed = Address.parse(address)
+        routed = routed_instance.get()
         return RequestEvent(
             side="client",
             transport=self._transport,
-            endpoint=self._inner.endpoint_of(parsed),
+            # A routed call knows its endpoint's name; an address alone only suggests it.
+            endpoint=self._inner.endpoint_of(parsed) if routed is None else routed[0],
             headers=dict(headers or {}),
             address=str(parsed),
             stream=stream,
-            instance=routed_instance.get(),
+            instance=None if routed is None else routed[1],
         )
 
     async def request(

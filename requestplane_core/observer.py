@@ -22,9 +22,9 @@ __all__ = ["Observer", "RequestEvent", "call_hook", "outcome_of", "routed_instan
 
 log = logging.getLogger("requestplane")
 
-#: The instance id a router chose for the call being made in this context, so that the
-#: client's event names it without the transport client knowing about routing.
-routed_instance: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+#: The instance (name and instance id) a router chose for the call being made in this
+#: context, so that the client's event names both without the transport knowing of routing.
+routed_instance: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "requestplane_routed_instance", default=None
 )
 

@@ -316,7 +316,7 @@ class Router:
             candidate.inflight += 1
             candidate.requests += 1
             started = time.perf_counter()
-            token = routed_instance.set(candidate.instance.instance_id)
+            token = routed_instance.set(candidate.instance.key)
             try:
                 return await candidate.client.request(
                     candidate.address, payload, headers=headers, timeout=left
@@ -427,7 +427,7 @@ class _RoutedStream(ResponseStream):
             candidate.inflight += 1
             candidate.requests += 1
             self._candidate, self._started = candidate, time.perf_counter()
-            token = routed_instance.set(candidate.instance.instance_id)
+            token = routed_instance.set(candidate.instance.key)
             try:
                 inner = candidate.client.stream(
                     candidate.address, payload, headers=headers, timeout=left

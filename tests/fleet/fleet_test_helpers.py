@@ -41,20 +41,22 @@ class Worker:
 class Fleet:
     """Worker processes publishing into one file-discovery directory."""
 
-    def __init__(self, directory: Path, mode: str = "tcp") -> None:
+    def __init__(self, directory: Path, transport: Mapping[str, str] | None = None) -> None:
         self.directory = directory
-        self.mode = mode
+        #: REQUESTPLANE_MODE and the transport's own variables, for workers and caller alike.
+        self.transport = dict(transport or {"REQUESTPLANE_MODE": "tcp"})
         self.workers: list[Worker] = []
 
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def _discovery_env(self) -> dict[str, str]:
         return {
-            **os.environ,
-            "REQUESTPLANE_MODE": self.mode,
+            **self.transport,
             "REQUESTPLANE_DISCOVERY": "file",
             "REQUESTPLANE_DISCOVERY_FILE_DIR": str(self.directory),
             "REQUESTPLANE_DISCOVERY_FILE_TTL": "2",
-            **(extra or {}),
         }
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **self._discovery_env(), **(extra or {})}
 
     async def start(self, backend: str = "asyncio", **env: str) -> Worker:
         process = await anyio.open_process(
@@ -68,12 +70,9 @@ class Fleet:
         return worker
 
     def plane(self, **kwargs: object) -> RequestPlane:
-        """A caller's manager on the same discovery directory (ignores the environment)."""
-        environ = {
-            "REQUESTPLANE_DISCOVERY_FILE_DIR": str(self.directory),
-            "REQUESTPLANE_DISCOVERY_FILE_TTL": "2",
-        }
-        return RequestPlane(self.mode, environ=environ, **kwargs)  # type: ignore[arg-type]
+        """A caller's manager on the same transport and discovery directory (ignores the
+        test process's environment)."""
+        return RequestPlane(environ=self._discovery_env(), **kwargs)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -85,8 +84,10 @@ class Fleet:
 
 
 @asynccontextmanager
-async def fleet(directory: Path, mode: str = "tcp") -> AsyncIterator[Fleet]:
-    running = Fleet(directory, mode)
+async def fleet(
+    directory: Path, transport: Mapping[str, str] | None = None
+) -> AsyncIterator[Fleet]:
+    running = Fleet(directory, transport)
     try:
         yield running
     finally:

@@ -255,3 +255,28 @@ async def test_nothing_to_call_is_a_prompt_typed_error(anyio_backend: str, tmp_p
                 # Refused: set aside, nothing else to try, the refusal is what the caller sees.
                 await router.request(b"")
             assert caught2.value.retriable, caught2.value
+
+
+async def test_overloaded_is_retried_elsewhere_and_the_instance_avoided(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    async with fleet(tmp_path) as workers:
+        busy = await workers.start(REQUESTPLANE_MAX_INFLIGHT="1")
+        await workers.start(REQUESTPLANE_MAX_INFLIGHT="1")
+        async with workers.plane() as plane:
+            slow = plane.router("fleet/slow", route="direct")
+            router = plane.router("fleet/whoami", route="round_robin")
+            await router.wait_for(2, BOUND)
+            await slow.wait_for(2, BOUND)
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    # Fill the busy worker's one slot for the whole round.
+                    tg.start_soon(lambda: slow.request(b"3", instance=busy.instance))
+                    await until(lambda: any(s.inflight for s in slow.stats()), "a slow call")
+                    answers = [(await router.request(b"")).decode() for _ in range(6)]
+                    tg.cancel_scope.cancel()
+            # Every call succeeded on the other worker; the busy one refused its turns.
+            assert busy.instance not in answers and len(answers) == 6
+            stats = {s.instance: s for s in router.stats()}
+            assert stats[busy.instance].errors >= 1
+            assert stats[busy.instance].requests == stats[busy.instance].errors
