@@ -45,10 +45,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE
 
-from requestplane_core import ConfigError, ProtocolError, RequestPlaneError, Unavailable
-from requestplane_core.discovery import (
+from requestplane_core import ConfigError, Instance, ProtocolError, RequestPlaneError, Unavailable
+from requestplane_core.plugin_api import (
     DiscoveryBackend,
-    Instance,
     InstanceFeed,
     Watch,
     instance_from_json,

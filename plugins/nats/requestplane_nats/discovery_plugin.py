@@ -3,8 +3,7 @@ imported when plugins load); nats-py loads only when the backend is built."""
 
 from __future__ import annotations
 
-from requestplane_core import hookimpl
-from requestplane_core.discovery import DiscoveryBackend, DiscoverySpec
+from requestplane_core.plugin_api import DiscoveryBackend, DiscoverySpec, hookimpl
 
 from .discovery_settings import NatsDiscoverySettings
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+# The settings declarator as ruff knows it (extend-immutable-calls names this path).
 from requestplane_core import positive, setting
 
 from .settings import DEFAULT_URL
