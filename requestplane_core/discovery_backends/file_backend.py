@@ -1,10 +1,12 @@
 """``file`` discovery: one JSON file per instance in a local directory; the embedded default.
 
 ``<dir>/<name segments as directories>/<instance id>.json``, written atomically (a temporary
-file renamed over the record). The owner keeps a record alive by touching it every third of
-its TTL; a record is live while it was touched within its TTL and, on this host, while the
-process that wrote it exists, so a SIGKILLed worker on this machine disappears at the next
-sweep rather than after a TTL.
+file hard-linked into place, so that of two owners of one id only one succeeds). The owner
+keeps a record alive by touching it every third of its TTL; a record is live while it was
+touched within its TTL and, on this host, while the process that wrote it exists (a zombie
+counts as dead), so a SIGKILLed worker on this machine disappears at the next sweep rather
+than after a TTL. Whoever sees a record whose owner is gone for good deletes it, so that
+crashed workers leave no files behind.
 
 Watching polls, cheaply: every ``poll_interval`` it compares the name directory's
 modification time (which changes when a record appears, is replaced or is removed, but not
@@ -83,13 +85,30 @@ class FileDiscoverySettings:
 
 @attrs.define(eq=False)
 class _Cached:
-    """A record file as last read: its content is re-read only when its inode changes."""
+    """A record file as last read. A file system reuses the inode of a file removed a moment
+    ago, so the inode alone does not tell two records apart: after the directory changed, a
+    file whose modification time or size moved is read again too."""
 
     inode: int
-    instance: Instance | None  # None: corrupt (warned once)
+    mtime_ns: int
+    size: int
+    instance: Instance | None  # None: corrupt or unreadable (warned once per version)
     pid: int | None
     host: str | None
     ttl: float
+
+    def same_file(self, st: os.stat_result, strict: bool) -> bool:
+        if self.inode != st.st_ino:
+            return False
+        return not strict or (self.mtime_ns == st.st_mtime_ns and self.size == st.st_size)
+
+
+#: A directory changed this recently may change again without its modification time moving
+#: (timestamps come from a coarse kernel clock): a watch looks again at its next poll.
+_STAMP_GRAIN_NS = 50_000_000
+#: A record that expired this many TTLs ago is deleted by whoever sees it (its owner, if it
+#: is only stalled, writes it again at its next heartbeat).
+_COLLECT_AFTER_TTLS = 3.0
 
 
 class FileDiscovery(DiscoveryBackend):
@@ -97,7 +116,9 @@ class FileDiscovery(DiscoveryBackend):
         self._settings = settings
         self._root = settings.dir if settings.dir is not None else default_directory()
         self._owned: dict[tuple[str, str], tuple[Instance, Path]] = {}
-        self._cache: dict[Path, _Cached] = {}
+        # Per name directory, the record files its last scan saw (by file name): records
+        # that disappear are forgotten at the next scan.
+        self._cache: dict[Path, dict[str, _Cached]] = {}
         self._watches: set[InstanceFeed] = set()
         self._tg: TaskGroup | None = None
         self._heartbeat_scope: anyio.CancelScope | None = None
@@ -126,13 +147,18 @@ class FileDiscovery(DiscoveryBackend):
             )
         path = self._path_of(instance)
         self._make_dir(path.parent)
-        existing = self._read(path)
-        if existing is not None and existing.instance is not None and self._live(path, existing):
-            raise ConfigError(
-                f"instance {instance.instance_id} of {instance.name!r} is already registered "
-                f"in {self._root} (by pid {existing.pid} on {existing.host})"
-            )
-        self._write(instance, path)
+        # Created with a hard link, which fails if the record exists: of two processes
+        # registering one id at once, one wins and the other is refused.
+        if not self._write(instance, path, exclusive=True):
+            found = self._read(path, strict=True)
+            if found is not None and found[0].instance is not None:
+                cached, st = found
+                if self._live(cached, st, time.time(), {}):
+                    raise ConfigError(
+                        f"instance {instance.instance_id} of {instance.name!r} is already "
+                        f"registered in {self._root} (by pid {cached.pid} on {cached.host})"
+                    )
+            self._write(instance, path, exclusive=False)  # a dead owner's record: take it
         self._owned[instance.key] = (instance, path)
         if self._heartbeat_scope is None and self._tg is not None:
             self._heartbeat_scope = anyio.CancelScope()
@@ -149,25 +175,48 @@ class FileDiscovery(DiscoveryBackend):
                 f"{directory}: {exc.strerror or exc}; set it to a writable directory"
             ) from None
 
-    def _write(self, instance: Instance, path: Path) -> None:
+    def _write(self, instance: Instance, path: Path, exclusive: bool) -> bool:
+        """Write the record (atomically: a reader sees no record, the old one or the new
+        one); with ``exclusive``, only if there is none (False: there is one)."""
         data = instance_to_json(instance, pid=os.getpid(), host=_HOST, ttl=self._settings.ttl)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_bytes(data)
-            os.replace(tmp, path)  # atomic: a reader sees the old record or the new one
+            if exclusive:
+                try:
+                    os.link(tmp, path)
+                    return True
+                except FileExistsError:
+                    return False
+                except OSError:
+                    pass  # no hard links on this file system: check-then-replace it is
+                found = self._read(path, strict=True)
+                if found is not None and found[0].instance is not None:
+                    return False
+            os.replace(tmp, path)
+            return True
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise ConfigError(
                 f"REQUESTPLANE_DISCOVERY_FILE_DIR: cannot write {path}: {exc.strerror or exc}"
             ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     async def unregister(self, instance: Instance) -> None:
         owned = self._owned.pop(instance.key, None)
-        if owned is not None:
+        if owned is None:
+            return
+        path = owned[1]
+        # Only our own record: if ours expired (this process stalled past its TTL) and
+        # another owner took the id, the record is theirs now.
+        try:
+            _, record = instance_from_json(path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if record.get("pid") == os.getpid() and record.get("host") == _HOST:
             with contextlib.suppress(FileNotFoundError):
-                owned[1].unlink()
-            self._cache.pop(owned[1], None)
+                path.unlink()
 
     async def _heartbeat(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -177,80 +226,122 @@ class FileDiscovery(DiscoveryBackend):
                     try:
                         os.utime(path)
                     except FileNotFoundError:
-                        # Removed under us (swept while we were stalled, directory wiped):
-                        # assert the record again.
+                        # Removed under us (collected while we were stalled, directory
+                        # wiped): assert the record again.
                         log.warning("%s: record of %s vanished; rewriting it", self, path)
-                        with contextlib.suppress(ConfigError):
+                        try:
                             self._make_dir(path.parent)
-                            self._write(instance, path)
+                            self._write(instance, path, exclusive=False)
+                        except ConfigError as exc:
+                            log.warning("%s", exc)
                     except OSError as exc:
                         log.warning("cannot refresh %s: %s", path, exc)
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self, path: Path) -> _Cached | None:
+    def _read(self, path: Path, strict: bool) -> tuple[_Cached, os.stat_result] | None:
+        """The record at ``path`` (None: no file), read again only if the file changed;
+        ``strict`` after its directory changed (see :class:`_Cached`)."""
+        cache = self._cache.setdefault(path.parent, {})
         try:
-            inode = path.stat().st_ino
+            st = path.stat()
         except FileNotFoundError:
-            self._cache.pop(path, None)
+            cache.pop(path.name, None)
             return None
-        cached = self._cache.get(path)
-        if cached is not None and cached.inode == inode:
-            return cached
+        except OSError as exc:
+            log.warning("skipping the discovery record %s: %s", path, exc.strerror or exc)
+            return None
+        cached = cache.get(path.name)
+        if cached is not None and cached.same_file(st, strict):
+            cached.mtime_ns, cached.size = st.st_mtime_ns, st.st_size
+            return cached, st
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
             instance, record = instance_from_json(data)
             pid, host, ttl = record.get("pid"), record.get("host"), record.get("ttl")
             if path.stem != instance.instance_id:
                 raise ValueError("the file name is not the record's instance id")
             cached = _Cached(
-                inode,
+                st.st_ino,
+                st.st_mtime_ns,
+                st.st_size,
                 instance,
                 pid if isinstance(pid, int) else None,
                 host if isinstance(host, str) else None,
                 float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else self._settings.ttl,
             )
-        except ValueError as exc:
-            log.warning("skipping the corrupt discovery record %s: %s", path, exc)
-            cached = _Cached(inode, None, None, None, self._settings.ttl)
-        self._cache[path] = cached
-        return cached
-
-    def _live(self, path: Path, cached: _Cached, now: float | None = None) -> bool:
-        try:
-            mtime = path.stat().st_mtime
         except FileNotFoundError:
-            return False
-        if (now if now is not None else time.time()) - mtime > cached.ttl:
+            cache.pop(path.name, None)
+            return None
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            log.warning("skipping the corrupt discovery record %s: %s", path, reason)
+            cached = _Cached(
+                st.st_ino, st.st_mtime_ns, st.st_size, None, None, None, self._settings.ttl
+            )
+        cache[path.name] = cached
+        return cached, st
+
+    def _live(
+        self, cached: _Cached, st: os.stat_result, now: float, alive: dict[int, bool]
+    ) -> bool:
+        if now - st.st_mtime > cached.ttl:
             return False
         if cached.host == _HOST and cached.pid is not None:
-            return _pid_alive(cached.pid)
+            if cached.pid not in alive:  # one look per process per scan
+                alive[cached.pid] = _pid_alive(cached.pid)
+            return alive[cached.pid]
         return True
 
-    def _scan(self, name: str) -> list[Instance]:
+    def _scan(self, name: str, strict: bool = True) -> list[Instance]:
         directory = self._dir_of(name)
         try:
             entries = [
-                e
+                e.name
                 for e in os.scandir(directory)
                 if e.name.endswith(_SUFFIX) and not e.name.startswith(".")
             ]
         except (FileNotFoundError, NotADirectoryError):
+            self._cache.pop(directory, None)
             return []
+        except OSError as exc:
+            raise ConfigError(
+                f"REQUESTPLANE_DISCOVERY_FILE_DIR: cannot read {directory}: {exc.strerror or exc}"
+            ) from None
+        old = self._cache.get(directory, {})
+        self._cache[directory] = {n: old[n] for n in entries if n in old}
         now = time.time()
+        alive: dict[int, bool] = {}
         live = []
         for entry in entries:
-            path = Path(entry.path)
-            cached = self._read(path)
-            if cached is None or cached.instance is None:
+            path = directory / entry
+            found = self._read(path, strict)
+            if found is None or found[0].instance is None:
                 continue
-            if self._live(path, cached, now):
-                live.append(cached.instance)
+            cached, st = found
+            if self._live(cached, st, now, alive):
+                live.append(found[0].instance)
+            else:
+                self._collect(path, cached, st, now, alive)
         live.sort(key=lambda i: i.instance_id)
         return live
+
+    def _collect(
+        self, path: Path, cached: _Cached, st: os.stat_result, now: float, alive: dict[int, bool]
+    ) -> None:
+        """Delete a record whose owner is gone for good (a dead process on this host, or
+        no heartbeat for several TTLs), so that dead records do not pile up."""
+        dead = cached.host == _HOST and cached.pid is not None and not alive.get(cached.pid, True)
+        if not dead and now - st.st_mtime < cached.ttl * _COLLECT_AFTER_TTLS:
+            return
+        try:
+            again = path.stat()
+            if again.st_ino == st.st_ino and again.st_mtime_ns == st.st_mtime_ns:
+                path.unlink()
+                log.debug("removed the dead discovery record %s", path)
+        except OSError:
+            pass  # gone already, or not ours to delete: readers skip it all the same
+        self._cache.get(path.parent, {}).pop(path.name, None)
 
     async def list_instances(self, name: str) -> list[Instance]:
         return self._scan(name)
@@ -259,6 +350,8 @@ class FileDiscovery(DiscoveryBackend):
         validate_name(name)
         if self._tg is None:
             raise RuntimeError("start() the backend before watching")
+        if self._closed:
+            raise RuntimeError(f"{self} is closed")
         scope = anyio.CancelScope()
 
         def closed() -> None:
@@ -275,6 +368,7 @@ class FileDiscovery(DiscoveryBackend):
         sweep_every = min(self._settings.ttl / 4, 0.5)
         seen: int | None = -1
         next_sweep = 0.0
+        failing = False
         with scope:
             while True:
                 try:
@@ -282,9 +376,21 @@ class FileDiscovery(DiscoveryBackend):
                 except OSError:
                     stamp = None
                 now = time.monotonic()
-                if stamp != seen or now >= next_sweep:
-                    seen, next_sweep = stamp, now + sweep_every
-                    feed.replace(self._scan(feed.name))
+                changed = stamp != seen
+                if changed or now >= next_sweep:
+                    try:
+                        instances = self._scan(feed.name, strict=changed)
+                    except ConfigError as exc:
+                        # Keep the table (the instances did not go anywhere); look again.
+                        if not failing:
+                            log.warning("%s: watching %r: %s", self, feed.name, exc)
+                        failing = True
+                    else:
+                        failing = False
+                        recent = stamp is not None and time.time_ns() - stamp < _STAMP_GRAIN_NS
+                        seen = -1 if recent else stamp
+                        next_sweep = now + sweep_every
+                        feed.replace(instances)
                 await anyio.sleep(self._settings.poll_interval)
 
     async def aclose(self) -> None:
