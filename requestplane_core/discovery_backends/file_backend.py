@@ -103,6 +103,16 @@ class _Cached:
         return not strict or (self.mtime_ns == st.st_mtime_ns and self.size == st.st_size)
 
 
+@attrs.define(eq=False)
+class _Follower:
+    """The one poller of a name's directory, shared by this backend's watches of the name:
+    N watches of one name cost one look per poll, not N."""
+
+    feeds: set[InstanceFeed] = attrs.field(factory=set)
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    rescan: bool = True
+
+
 #: A directory changed this recently may change again without its modification time moving
 #: (timestamps come from a coarse kernel clock): a watch looks again at its next poll.
 _STAMP_GRAIN_NS = 50_000_000
@@ -120,6 +130,7 @@ class FileDiscovery(DiscoveryBackend):
         # that disappear are forgotten at the next scan.
         self._cache: dict[Path, dict[str, _Cached]] = {}
         self._watches: set[InstanceFeed] = set()
+        self._followers: dict[str, _Follower] = {}
         self._tg: TaskGroup | None = None
         self._heartbeat_scope: anyio.CancelScope | None = None
         self._closed = False
@@ -150,10 +161,9 @@ class FileDiscovery(DiscoveryBackend):
         # Created with a hard link, which fails if the record exists: of two processes
         # registering one id at once, one wins and the other is refused.
         if not self._write(instance, path, exclusive=True):
-            found = self._read(path, strict=True)
-            if found is not None and found[0].instance is not None:
-                cached, st = found
-                if self._live(cached, st, time.time(), {}):
+            cached = self._read(path, strict=True)
+            if cached is not None and cached.instance is not None:
+                if self._live(cached, time.time(), {}):
                     raise ConfigError(
                         f"instance {instance.instance_id} of {instance.name!r} is already "
                         f"registered in {self._root} (by pid {cached.pid} on {cached.host})"
@@ -191,7 +201,7 @@ class FileDiscovery(DiscoveryBackend):
                 except OSError:
                     pass  # no hard links on this file system: check-then-replace it is
                 found = self._read(path, strict=True)
-                if found is not None and found[0].instance is not None:
+                if found is not None and found.instance is not None:
                     return False
             os.replace(tmp, path)
             return True
@@ -239,12 +249,14 @@ class FileDiscovery(DiscoveryBackend):
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self, path: Path, strict: bool) -> tuple[_Cached, os.stat_result] | None:
+    def _read(self, path: Path, strict: bool, st: os.stat_result | None = None) -> _Cached | None:
         """The record at ``path`` (None: no file), read again only if the file changed;
-        ``strict`` after its directory changed (see :class:`_Cached`)."""
+        ``strict`` after its directory changed (see :class:`_Cached`). ``st``: its stat, if
+        the caller has it already."""
         cache = self._cache.setdefault(path.parent, {})
         try:
-            st = path.stat()
+            if st is None:
+                st = path.stat()
         except FileNotFoundError:
             cache.pop(path.name, None)
             return None
@@ -254,7 +266,7 @@ class FileDiscovery(DiscoveryBackend):
         cached = cache.get(path.name)
         if cached is not None and cached.same_file(st, strict):
             cached.mtime_ns, cached.size = st.st_mtime_ns, st.st_size
-            return cached, st
+            return cached
         try:
             data = path.read_bytes()
             instance, record = instance_from_json(data)
@@ -280,12 +292,10 @@ class FileDiscovery(DiscoveryBackend):
                 st.st_ino, st.st_mtime_ns, st.st_size, None, None, None, self._settings.ttl
             )
         cache[path.name] = cached
-        return cached, st
+        return cached
 
-    def _live(
-        self, cached: _Cached, st: os.stat_result, now: float, alive: dict[int, bool]
-    ) -> bool:
-        if now - st.st_mtime > cached.ttl:
+    def _live(self, cached: _Cached, now: float, alive: dict[int, bool]) -> bool:
+        if now - cached.mtime_ns / 1e9 > cached.ttl:
             return False
         if cached.host == _HOST and cached.pid is not None:
             if cached.pid not in alive:  # one look per process per scan
@@ -294,13 +304,18 @@ class FileDiscovery(DiscoveryBackend):
         return True
 
     def _scan(self, name: str, strict: bool = True) -> list[Instance]:
+        """Every record of ``name``'s directory: its listing, each file's stat, and the
+        files that changed read again."""
         directory = self._dir_of(name)
         try:
-            entries = [
-                e.name
-                for e in os.scandir(directory)
-                if e.name.endswith(_SUFFIX) and not e.name.startswith(".")
-            ]
+            with os.scandir(directory) as it:
+                entries = []
+                for e in it:
+                    if e.name.endswith(_SUFFIX) and not e.name.startswith("."):
+                        try:
+                            entries.append((e.name, e.stat()))
+                        except FileNotFoundError:
+                            pass  # removed since the listing
         except (FileNotFoundError, NotADirectoryError):
             self._cache.pop(directory, None)
             return []
@@ -309,34 +324,57 @@ class FileDiscovery(DiscoveryBackend):
                 f"REQUESTPLANE_DISCOVERY_FILE_DIR: cannot read {directory}: {exc.strerror or exc}"
             ) from None
         old = self._cache.get(directory, {})
-        self._cache[directory] = {n: old[n] for n in entries if n in old}
+        self._cache[directory] = {n: old[n] for n, _ in entries if n in old}
         now = time.time()
         alive: dict[int, bool] = {}
         live = []
-        for entry in entries:
+        for entry, st in entries:
             path = directory / entry
-            found = self._read(path, strict)
-            if found is None or found[0].instance is None:
+            cached = self._read(path, strict, st)
+            if cached is None or cached.instance is None:
                 continue
-            cached, st = found
-            if self._live(cached, st, now, alive):
-                live.append(found[0].instance)
+            if self._live(cached, now, alive):
+                live.append(cached.instance)
             else:
-                self._collect(path, cached, st, now, alive)
+                self._collect(path, cached, now, alive)
         live.sort(key=lambda i: i.instance_id)
         return live
 
-    def _collect(
-        self, path: Path, cached: _Cached, st: os.stat_result, now: float, alive: dict[int, bool]
-    ) -> None:
+    def _sweep(self, name: str) -> list[Instance]:
+        """The live records of ``name`` when its directory did not change (no record came,
+        went or was replaced): only liveness can have changed. A record's file is looked at
+        only once half its TTL passed since its last known heartbeat (before that it cannot
+        have expired), and each owner process once: with many records, much cheaper than a
+        :meth:`_scan`."""
+        directory = self._dir_of(name)
+        cache = self._cache.get(directory)
+        if cache is None:
+            return self._scan(name, strict=False)
+        now = time.time()
+        alive: dict[int, bool] = {}
+        live = []
+        for entry, known in list(cache.items()):
+            cached: _Cached | None = known
+            if now - known.mtime_ns / 1e9 > known.ttl / 2:
+                cached = self._read(directory / entry, strict=False)
+            if cached is None or cached.instance is None:
+                continue
+            if self._live(cached, now, alive):
+                live.append(cached.instance)
+            else:
+                self._collect(directory / entry, cached, now, alive)
+        live.sort(key=lambda i: i.instance_id)
+        return live
+
+    def _collect(self, path: Path, cached: _Cached, now: float, alive: dict[int, bool]) -> None:
         """Delete a record whose owner is gone for good (a dead process on this host, or
         no heartbeat for several TTLs), so that dead records do not pile up."""
         dead = cached.host == _HOST and cached.pid is not None and not alive.get(cached.pid, True)
-        if not dead and now - st.st_mtime < cached.ttl * _COLLECT_AFTER_TTLS:
+        if not dead and now - cached.mtime_ns / 1e9 < cached.ttl * _COLLECT_AFTER_TTLS:
             return
         try:
             again = path.stat()
-            if again.st_ino == st.st_ino and again.st_mtime_ns == st.st_mtime_ns:
+            if again.st_ino == cached.inode and again.st_mtime_ns == cached.mtime_ns:
                 path.unlink()
                 log.debug("removed the dead discovery record %s", path)
         except OSError:
@@ -352,45 +390,56 @@ class FileDiscovery(DiscoveryBackend):
             raise RuntimeError("start() the backend before watching")
         if self._closed:
             raise RuntimeError(f"{self} is closed")
-        scope = anyio.CancelScope()
+        follower = self._followers.get(name)
+        if follower is None:
+            follower = self._followers[name] = _Follower()
+            self._tg.start_soon(self._follow, name, follower)
 
         def closed() -> None:
-            scope.cancel()
             self._watches.discard(feed)
+            follower.feeds.discard(feed)
+            if not follower.feeds:
+                follower.scope.cancel()
+                if self._followers.get(name) is follower:
+                    del self._followers[name]
 
         feed = InstanceFeed(name, on_close=closed)
         self._watches.add(feed)
-        self._tg.start_soon(self._follow, feed, scope)
+        follower.feeds.add(feed)
+        follower.rescan = True  # the new watch's Snapshot: from a fresh look, not the last
         return feed
 
-    async def _follow(self, feed: InstanceFeed, scope: anyio.CancelScope) -> None:
-        directory = self._dir_of(feed.name)
+    async def _follow(self, name: str, follower: _Follower) -> None:
+        directory = self._dir_of(name)
         sweep_every = min(self._settings.ttl / 4, 0.5)
         seen: int | None = -1
         next_sweep = 0.0
         failing = False
-        with scope:
+        with follower.scope:
             while True:
                 try:
                     stamp: int | None = directory.stat().st_mtime_ns
                 except OSError:
                     stamp = None
                 now = time.monotonic()
-                changed = stamp != seen
+                changed = stamp != seen or follower.rescan
                 if changed or now >= next_sweep:
+                    follower.rescan = False
                     try:
-                        instances = self._scan(feed.name, strict=changed)
+                        instances = self._scan(name) if changed else self._sweep(name)
                     except ConfigError as exc:
-                        # Keep the table (the instances did not go anywhere); look again.
+                        # Keep the tables (the instances did not go anywhere); look again.
                         if not failing:
-                            log.warning("%s: watching %r: %s", self, feed.name, exc)
+                            log.warning("%s: watching %r: %s", self, name, exc)
                         failing = True
+                        follower.rescan = True
                     else:
                         failing = False
                         recent = stamp is not None and time.time_ns() - stamp < _STAMP_GRAIN_NS
                         seen = -1 if recent else stamp
                         next_sweep = now + sweep_every
-                        feed.replace(instances)
+                        for feed in list(follower.feeds):
+                            feed.replace(instances)
                 await anyio.sleep(self._settings.poll_interval)
 
     async def aclose(self) -> None:
