@@ -105,12 +105,16 @@ class _Cached:
 
 @attrs.define(eq=False)
 class _Follower:
-    """The one poller of a name's directory, shared by this backend's watches of the name:
-    N watches of one name cost one look per poll, not N."""
+    """What the poller knows of one watched name's directory, shared by this backend's
+    watches of the name: N watches of one name cost one look per poll, not N."""
 
+    directory: Path
     feeds: set[InstanceFeed] = attrs.field(factory=set)
-    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
-    rescan: bool = True
+    rescan: bool = True  # look at every file at the next poll (a new watch, a failure)
+    seen: int | None = -1  # the directory's modification time at the last look
+    next_sweep: float = 0.0
+    failing: bool = False
+    last: list[Instance] | None = None
 
 
 #: A directory changed this recently may change again without its modification time moving
@@ -131,6 +135,7 @@ class FileDiscovery(DiscoveryBackend):
         self._cache: dict[Path, dict[str, _Cached]] = {}
         self._watches: set[InstanceFeed] = set()
         self._followers: dict[str, _Follower] = {}
+        self._poller: anyio.CancelScope | None = None
         self._tg: TaskGroup | None = None
         self._heartbeat_scope: anyio.CancelScope | None = None
         self._closed = False
@@ -392,16 +397,19 @@ class FileDiscovery(DiscoveryBackend):
             raise RuntimeError(f"{self} is closed")
         follower = self._followers.get(name)
         if follower is None:
-            follower = self._followers[name] = _Follower()
-            self._tg.start_soon(self._follow, name, follower)
+            follower = self._followers[name] = _Follower(self._dir_of(name))
+        if self._poller is None:
+            self._poller = anyio.CancelScope()
+            self._tg.start_soon(self._poll, self._poller)
 
         def closed() -> None:
             self._watches.discard(feed)
             follower.feeds.discard(feed)
-            if not follower.feeds:
-                follower.scope.cancel()
-                if self._followers.get(name) is follower:
-                    del self._followers[name]
+            if not follower.feeds and self._followers.get(name) is follower:
+                del self._followers[name]
+            if not self._followers and self._poller is not None:
+                self._poller.cancel()
+                self._poller = None
 
         feed = InstanceFeed(name, on_close=closed)
         self._watches.add(feed)
@@ -409,38 +417,43 @@ class FileDiscovery(DiscoveryBackend):
         follower.rescan = True  # the new watch's Snapshot: from a fresh look, not the last
         return feed
 
-    async def _follow(self, name: str, follower: _Follower) -> None:
-        directory = self._dir_of(name)
+    async def _poll(self, scope: anyio.CancelScope) -> None:
+        """One task looks at every watched name each poll: on many machines a wake-up costs
+        more than looking at a directory."""
         sweep_every = min(self._settings.ttl / 4, 0.5)
-        seen: int | None = -1
-        next_sweep = 0.0
-        failing = False
-        with follower.scope:
+        with scope:
             while True:
-                try:
-                    stamp: int | None = directory.stat().st_mtime_ns
-                except OSError:
-                    stamp = None
-                now = time.monotonic()
-                changed = stamp != seen or follower.rescan
-                if changed or now >= next_sweep:
-                    follower.rescan = False
-                    try:
-                        instances = self._scan(name) if changed else self._sweep(name)
-                    except ConfigError as exc:
-                        # Keep the tables (the instances did not go anywhere); look again.
-                        if not failing:
-                            log.warning("%s: watching %r: %s", self, name, exc)
-                        failing = True
-                        follower.rescan = True
-                    else:
-                        failing = False
-                        recent = stamp is not None and time.time_ns() - stamp < _STAMP_GRAIN_NS
-                        seen = -1 if recent else stamp
-                        next_sweep = now + sweep_every
-                        for feed in list(follower.feeds):
-                            feed.replace(instances)
+                for name, follower in list(self._followers.items()):
+                    self._look(name, follower, sweep_every)
                 await anyio.sleep(self._settings.poll_interval)
+
+    def _look(self, name: str, follower: _Follower, sweep_every: float) -> None:
+        try:
+            stamp: int | None = follower.directory.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        now = time.monotonic()
+        changed = stamp != follower.seen or follower.rescan
+        if not changed and now < follower.next_sweep:
+            return
+        follower.rescan = False
+        try:
+            instances = self._scan(name) if changed else self._sweep(name)
+        except ConfigError as exc:
+            # Keep the tables (the instances did not go anywhere); look again.
+            if not follower.failing:
+                log.warning("%s: watching %r: %s", self, name, exc)
+            follower.failing = follower.rescan = True
+            return
+        follower.failing = False
+        recent = stamp is not None and time.time_ns() - stamp < _STAMP_GRAIN_NS
+        follower.seen = -1 if recent else stamp
+        follower.next_sweep = now + sweep_every
+        unchanged = instances == follower.last
+        follower.last = instances
+        for feed in list(follower.feeds):
+            if not (unchanged and feed.started):  # a difference to report, or a Snapshot
+                feed.replace(instances)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -453,6 +466,8 @@ class FileDiscovery(DiscoveryBackend):
         for feed in list(self._watches):
             await feed.aclose()
         self._watches.clear()
+        if self._poller is not None:
+            self._poller.cancel()
 
     def __str__(self) -> str:
         return self.describe()
