@@ -117,6 +117,11 @@ async def test_corrupt_records_are_skipped_with_one_warning(
     good = _instance("kit/corrupt", "good")
     (directory / "garbage.json").write_bytes(b"{not json")
     (directory / "list.json").write_bytes(b"[1, 2]")
+    (directory / "deep.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    (directory / "binary.json").write_bytes(bytes(range(256)))
+    (directory / "huge.json").write_bytes(
+        b" " * 1_000_000 + instance_to_json(_instance("kit/corrupt", "huge"))
+    )
     # A valid record under another instance's file name.
     (directory / "misnamed.json").write_bytes(instance_to_json(_instance("kit/corrupt", "x")))
     (directory / "folder.json").mkdir()  # not even a file
@@ -132,7 +137,8 @@ async def test_corrupt_records_are_skipped_with_one_warning(
             with anyio.fail_after(BOUND):
                 await backend.register(late)
             assert await _next(watch, "Added(late)") == Added(late)
-    for bad in ("garbage.json", "list.json", "misnamed.json", "folder.json"):
+    for bad in ("garbage", "list", "deep", "binary", "huge", "misnamed", "folder"):
+        bad += ".json"
         warned = [r for r in caplog.records if bad in r.getMessage()]
         assert len(warned) == 1, f"{bad}: expected one warning, got {len(warned)}: {warned}"
         assert warned[0].levelno == logging.WARNING

@@ -117,6 +117,8 @@ class _Follower:
     last: list[Instance] | None = None
 
 
+#: Records are a few hundred bytes: a file much larger is not one (and is not read whole).
+_MAX_RECORD = 64 * 1024
 #: A directory changed this recently may change again without its modification time moving
 #: (timestamps come from a coarse kernel clock): a watch looks again at its next poll.
 _STAMP_GRAIN_NS = 50_000_000
@@ -273,6 +275,8 @@ class FileDiscovery(DiscoveryBackend):
             cached.mtime_ns, cached.size = st.st_mtime_ns, st.st_size
             return cached
         try:
+            if st.st_size > _MAX_RECORD:
+                raise ValueError(f"{st.st_size} bytes, more than a record ever has")
             data = path.read_bytes()
             instance, record = instance_from_json(data)
             pid, host, ttl = record.get("pid"), record.get("host"), record.get("ttl")
