@@ -45,14 +45,18 @@ VAR = "REQUESTPLANE_DISCOVERY_FILE_DIR"
 # A worker in a process of its own: registers one instance, says so, and waits to be killed.
 CHILD = """
 import sys, time, anyio
-from requestplane_core import RequestPlane
+from requestplane_core import ConfigError, RequestPlane
 from requestplane_core.discovery import Instance
 
 async def main():
     async with RequestPlane() as plane:
         name, instance_id = sys.argv[1:3]
         address = f"tcp://127.0.0.1:3/{name}"
-        await plane.discovery().register(Instance(name, instance_id, "tcp", address))
+        try:
+            await plane.discovery().register(Instance(name, instance_id, "tcp", address))
+        except ConfigError:
+            print("refused", flush=True)
+            return
         print("registered", flush=True)
         await anyio.sleep_forever()
 
@@ -96,10 +100,14 @@ def _spawn(root: Path, name: str, instance_id: str, ttl: float) -> subprocess.Po
     )
 
 
-async def _registered(child: subprocess.Popen[bytes]) -> None:
+async def _said(child: subprocess.Popen[bytes]) -> bytes:
     assert child.stdout is not None
     with anyio.fail_after(BOUND * 2):
-        line = await anyio.to_thread.run_sync(child.stdout.readline, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(child.stdout.readline, abandon_on_cancel=True)
+
+
+async def _registered(child: subprocess.Popen[bytes]) -> None:
+    line = await _said(child)
     assert line == b"registered\n", f"the child said {line!r}"
 
 
@@ -306,3 +314,20 @@ async def test_an_id_registered_again_with_another_address_is_seen(
         with anyio.fail_after(BOUND):
             listed = await reader.list_instances("kit/again")
         assert [i.address for i in listed] == [new.address], listed
+
+
+async def test_of_processes_registering_one_id_one_wins(tmp_path: Path, anyio_backend: str) -> None:
+    # Duplicates refused across processes (whether they truly overlap is up to the
+    # scheduler: the hard link makes the overlap safe, this test cannot force it).
+    children = [_spawn(tmp_path, "kit/race", "same", ttl=600) for _ in range(4)]
+    try:
+        said = sorted([(await _said(c)).decode().strip() for c in children])
+        assert said == ["refused"] * 3 + ["registered"], said
+        async with _backend(tmp_path) as backend:
+            with anyio.fail_after(BOUND):
+                listed = await backend.list_instances("kit/race")
+        assert [i.instance_id for i in listed] == ["same"], listed
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
