@@ -140,7 +140,10 @@ def instance_from_json(data: bytes | str) -> tuple[Instance, dict[str, Any]]:
     a corrupt entry with a warning instead of failing.
     """
     try:
-        record = json.loads(data)
+        try:
+            record = json.loads(data)
+        except RecursionError:  # nested too deep for the parser: no record nests at all
+            raise ValueError("not a JSON object (nested too deeply)") from None
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
         registered = record.get("registered_at", 0.0)

@@ -411,6 +411,36 @@ class DiscoveryConformance:
                 want = sorted(i.instance_id for i in more)
                 await table.until(lambda: table.ids == want, f"the table to become {want}")
 
+    async def test_several_watches_of_one_name(
+        self, discovery_settings: Mapping[str, object]
+    ) -> None:
+        self._writable()
+        name = "kit/many"
+        a, b = _instance(name, "a", port=1), _instance(name, "b", port=2)
+        async with self._backend(discovery_settings) as backend:
+            first = _Table(backend.watch(name), name)
+            await first.snapshot()
+            with anyio.fail_after(BOUND):
+                await backend.register(a)
+            assert await first.next("Added(a)") == Added(a)
+            # A watch opened later starts from the state at that moment.
+            second = _Table(backend.watch(name), name)
+            snap = await second.snapshot()
+            assert snap.instances == (a,), f"a later watch's Snapshot: expected [a], got {snap}"
+            await first.watch.aclose()  # the other watch goes on
+            with anyio.fail_after(BOUND):
+                await backend.register(b)
+            assert await second.next("Added(b)") == Added(b)
+            third = _Table(backend.watch(name), name)
+            snap = await third.snapshot()
+            assert snap.instances == (a, b), f"expected a Snapshot of [a, b], got {snap}"
+            with anyio.fail_after(BOUND):
+                await backend.unregister(a)
+            assert await second.next("Removed(a)") == Removed(a)
+            assert await third.next("Removed(a)") == Removed(a)
+            await second.watch.aclose()
+            await third.watch.aclose()
+
     async def test_watch_ends_when_closed(self, discovery_settings: Mapping[str, object]) -> None:
         async with self._backend(discovery_settings) as backend:
             watch = backend.watch("kit/closed")
