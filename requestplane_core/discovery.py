@@ -321,6 +321,11 @@ class DiscoveryBackend(abc.ABC):
     #: A read-only backend (a fixed list) cannot publish: servers skip registering into it.
     read_only: ClassVar[bool] = False
 
+    #: Seconds the watchers of a name need to see a withdrawal. A server that has served
+    #: requests keeps serving for that long after withdrawing (and as long as requests still
+    #: arrive), so that callers which have not heard yet do not meet a closed door.
+    withdraw_grace: float = 0.0
+
     @abc.abstractmethod
     def start(self, task_group: TaskGroup) -> None:
         """Attach to ``task_group`` for background tasks; called once before use."""
@@ -341,6 +346,11 @@ class DiscoveryBackend(abc.ABC):
     @abc.abstractmethod
     async def list_instances(self, name: str) -> list[Instance]:
         """The live instances of ``name`` now, ordered by instance id."""
+
+    async def names(self) -> list[str]:
+        """Every name with live instances, sorted. Optional: a backend that cannot list
+        names raises :class:`ConfigError` (callers then ask for one name)."""
+        raise ConfigError(f"{self.describe()} cannot list every name: give a name")
 
     @abc.abstractmethod
     def watch(self, name: str) -> Watch:

@@ -19,9 +19,11 @@ from .config import (
 )
 from .discovery import DiscoveryBackend
 from .errors import ConfigError, RequestPlaneError
-from .instrumentation import InstrumentedClient, Observer
+from .instrumentation import InstrumentedClient
+from .observer import Observer
 from .plugins import DISCOVERY_OFF, LoadedDiscovery, LoadedTransport, PluginRegistry, load_plugins
 from .publisher import PublishSettings
+from .router import Router
 from .server import Server
 from .settings import load_settings
 from .shared_server import acquire_shared_server, release_shared_server
@@ -103,7 +105,8 @@ class RequestPlane:
             environ=env,
             overrides=settings,
         )
-        self._observer = Observer.create(plugins.manager)
+        #: The observing hooks, decided once: handed to the server and to every client.
+        self.hooks = Observer(plugins.manager.hook)
         self.discovery_backend: LoadedDiscovery | None = None
         self.discovery_settings: Any = None
         self._publish: PublishSettings | None = None
@@ -125,6 +128,8 @@ class RequestPlane:
         self._server: Server | None = None
         self._server_lock: anyio.Lock | None = None
         self._clients: list[TransportClient] = []
+        self._routers: list[Router] = []
+        self._scheme_clients: dict[str, TransportClient] = {}
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -164,7 +169,7 @@ class RequestPlane:
                     self.settings,
                     drain_timeout=self.core.drain_timeout,
                     max_inflight=self.core.max_inflight,
-                    hooks=self.plugins.manager.hook,
+                    hooks=self.hooks,
                     publish=self._publish,
                 )
         return self._server
@@ -183,8 +188,8 @@ class RequestPlane:
         else:
             loaded, settings = self._transport_named(mode)
         client = loaded.spec.client(settings)
-        if self._observer is not None:
-            client = InstrumentedClient(client, loaded.spec.name, self._observer)
+        if self.hooks.requests:
+            client = InstrumentedClient(client, loaded.spec.name, self.hooks)
         client.start(tg)
         self._clients.append(client)
         return client
@@ -217,6 +222,42 @@ class RequestPlane:
                 return name
         return scheme
 
+    def router(
+        self,
+        name: str,
+        *,
+        route: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        retries: int | None = None,
+        inhibit: float | None = None,
+    ) -> Router:
+        """Calls to the endpoint ``name`` across its live instances, found through discovery
+        and kept current by a watch; closed with the manager.
+
+        ``route`` (default ``REQUESTPLANE_ROUTE``) picks the instance per call; ``labels``
+        keeps only instances whose metadata has those values; ``retries`` and ``inhibit``
+        default to ``REQUESTPLANE_ROUTE_RETRIES`` and ``REQUESTPLANE_ROUTE_INHIBIT``.
+        """
+        router = Router(
+            name,
+            self.discovery(),
+            self._client_for_scheme,
+            self._task_group(),
+            route=self.core.route if route is None else route,
+            labels=labels,
+            retries=self.core.route_retries if retries is None else retries,
+            inhibit=self.core.route_inhibit if inhibit is None else inhibit,
+        )
+        self._routers.append(router)
+        return router
+
+    def _client_for_scheme(self, scheme: str) -> TransportClient:
+        # One client per transport for every router of this manager: connections are shared.
+        client = self._scheme_clients.get(scheme)
+        if client is None:
+            client = self._scheme_clients[scheme] = self.client(self.mode_for_scheme(scheme))
+        return client
+
     def discovery(self) -> DiscoveryBackend:
         """This manager's discovery backend, for listing and watching (a server publishes
         through a backend of its own). ConfigError when discovery is off."""
@@ -234,7 +275,11 @@ class RequestPlane:
 
     async def aclose(self) -> None:
         """Close this manager's clients and release its server (the last user drains it)."""
+        routers, self._routers = self._routers, []
+        for router in routers:
+            await router.aclose()
         clients, self._clients = self._clients, []
+        self._scheme_clients.clear()
         for client in clients:
             await client.aclose()
         discovery, self._discovery = self._discovery, None

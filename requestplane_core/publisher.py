@@ -105,6 +105,10 @@ class Publisher:
         for name in list(self._published):
             await self.withdraw(name)
 
+    @property
+    def published(self) -> bool:
+        return bool(self._published)
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self.withdraw_all()

@@ -17,6 +17,7 @@ from anyio.lowlevel import RunVar
 
 from ._loop_task import spawn_loop_task
 from .errors import ConfigError
+from .observer import Observer
 from .publisher import PublishSettings
 from .server import Server, serve
 from .transport import TransportSpec
@@ -55,7 +56,7 @@ async def acquire_shared_server(
     *,
     drain_timeout: float,
     max_inflight: int,
-    hooks: Any = None,
+    hooks: Observer | None = None,
     publish: PublishSettings | None = None,
 ) -> Server:
     """Return this event loop's server for ``spec``, starting it on first use."""
@@ -113,7 +114,7 @@ async def _host(
     entry: _Entry,
     drain_timeout: float,
     max_inflight: int,
-    hooks: Any,
+    hooks: Observer | None,
 ) -> None:
     try:
         async with serve(

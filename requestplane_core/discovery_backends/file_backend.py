@@ -131,6 +131,8 @@ class FileDiscovery(DiscoveryBackend):
     def __init__(self, settings: FileDiscoverySettings) -> None:
         self._settings = settings
         self._root = settings.dir if settings.dir is not None else default_directory()
+        # Two polls of a watcher with the same settings, and a margin for a busy machine.
+        self.withdraw_grace = 2 * settings.poll_interval + 0.05
         self._owned: dict[tuple[str, str], tuple[Instance, Path]] = {}
         # Per name directory, the record files its last scan saw (by file name): records
         # that disappear are forgotten at the next scan.
@@ -392,6 +394,16 @@ class FileDiscovery(DiscoveryBackend):
 
     async def list_instances(self, name: str) -> list[Instance]:
         return self._scan(name)
+
+    async def names(self) -> list[str]:
+        found: set[str] = set()
+        for directory, _subdirs, files in os.walk(self._root):
+            if any(f.endswith(_SUFFIX) and not f.startswith(".") for f in files):
+                name = Path(directory).relative_to(self._root).as_posix()
+                with contextlib.suppress(ConfigError):
+                    if self._scan(name):
+                        found.add(name)
+        return sorted(found)
 
     def watch(self, name: str) -> Watch:
         validate_name(name)

@@ -100,6 +100,9 @@ class StaticDiscovery(DiscoveryBackend):
         validate_name(name)
         return sorted((i for i in self._instances if i.name == name), key=lambda i: i.instance_id)
 
+    async def names(self) -> list[str]:
+        return sorted({i.name for i in self._instances})
+
     def watch(self, name: str) -> Watch:
         validate_name(name)
         feed = InstanceFeed(name, on_close=lambda: self._watches.discard(feed))
