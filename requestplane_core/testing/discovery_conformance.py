@@ -209,8 +209,9 @@ class DiscoveryConformance:
     #: The setting that bounds how long a dead owner's records stay (None: the backend has
     #: none, and the expiry case is not applicable).
     ttl_setting: ClassVar[str | None] = "ttl"
-    #: The value the expiry case sets it to.
-    fast_ttl: ClassVar[float] = 1.0
+    #: The value the expiry case sets it to (short, yet long enough that an owner's
+    #: heartbeats, a third of it apart on most backends, survive a busy machine).
+    fast_ttl: ClassVar[float] = 2.0
     #: How much later than ``fast_ttl`` after a SIGKILL the removal may be seen (the issue's
     #: goal is TTL + 1 s; slack for a loaded machine).
     expiry_margin: ClassVar[float] = 2.0
