@@ -253,7 +253,9 @@ class InstanceFeed(Watch):
             self._known = current
             self._emit(Snapshot(tuple(sorted(current.values(), key=_order))))
             return
-        for key, old in list(self._known.items()):
+        # In key order, like the additions: the same difference gives the same events
+        # whatever order the backend listed the instances in.
+        for key, old in sorted(self._known.items()):
             new = current.get(key)
             if new is None or new.address != old.address:
                 del self._known[key]

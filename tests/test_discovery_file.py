@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -109,6 +110,13 @@ async def _said(child: subprocess.Popen[bytes]) -> bytes:
 async def _registered(child: subprocess.Popen[bytes]) -> None:
     line = await _said(child)
     assert line == b"registered\n", f"the child said {line!r}"
+
+
+def _dead_pid() -> int:
+    """The pid of a process that ran and was reaped."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
 
 
 def _state(pid: int) -> str:
@@ -331,3 +339,25 @@ async def test_of_processes_registering_one_id_one_wins(tmp_path: Path, anyio_ba
         for c in children:
             c.kill()
             c.wait()
+
+
+async def test_a_record_from_another_pid_namespace_lives_by_its_ttl(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # A container on the host's network: our host name, but its pids are not ours to look
+    # up. A pid dead here says nothing about its owner.
+    dead = _dead_pid()
+    other = _instance("kit/ns", "boxed")
+    directory = tmp_path / "kit" / "ns"
+    directory.mkdir(parents=True)
+    record = directory / "boxed.json"
+    data = instance_to_json(other, pid=dead, host=socket.gethostname(), pidns="pid:[1]", ttl=60.0)
+    record.write_bytes(data)
+    async with _backend(tmp_path) as backend:
+        with anyio.fail_after(BOUND):
+            assert await backend.list_instances("kit/ns") == [other]
+        assert record.exists(), "a live record of another namespace was deleted"
+        # The same record without the namespace (an older writer) is taken as ours: dead.
+        record.write_bytes(instance_to_json(other, pid=dead, host=socket.gethostname(), ttl=60.0))
+        with anyio.fail_after(BOUND):
+            assert await backend.list_instances("kit/ns") == []

@@ -46,6 +46,19 @@ __all__ = ["FileDiscovery", "FileDiscoverySettings", "default_directory"]
 log = logging.getLogger("requestplane.discovery")
 
 _HOST = socket.gethostname()
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None  # not Linux: one namespace as far as we can tell
+
+
+#: Processes sharing a host name (containers on the host's network) may live in other pid
+#: namespaces, where our pids name other processes: only a record of our host *and* pid
+#: namespace has an owner we can look up.
+_PIDNS = _pid_namespace()
 _SUFFIX = ".json"
 
 
@@ -96,6 +109,7 @@ class _Cached:
     pid: int | None
     host: str | None
     ttl: float
+    local: bool = False  # its owner is a process we can see: its liveness is checked
 
     def same_file(self, st: os.stat_result, strict: bool) -> bool:
         if self.inode != st.st_ino:
@@ -197,7 +211,9 @@ class FileDiscovery(DiscoveryBackend):
     def _write(self, instance: Instance, path: Path, exclusive: bool) -> bool:
         """Write the record (atomically: a reader sees no record, the old one or the new
         one); with ``exclusive``, only if there is none (False: there is one)."""
-        data = instance_to_json(instance, pid=os.getpid(), host=_HOST, ttl=self._settings.ttl)
+        data = instance_to_json(
+            instance, pid=os.getpid(), host=_HOST, pidns=_PIDNS, ttl=self._settings.ttl
+        )
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_bytes(data)
@@ -233,7 +249,8 @@ class FileDiscovery(DiscoveryBackend):
             _, record = instance_from_json(path.read_bytes())
         except (OSError, ValueError):
             return
-        if record.get("pid") == os.getpid() and record.get("host") == _HOST:
+        mine = (record.get("pid"), record.get("host"), record.get("pidns"))
+        if mine == (os.getpid(), _HOST, _PIDNS):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -292,6 +309,8 @@ class FileDiscovery(DiscoveryBackend):
                 pid if isinstance(pid, int) else None,
                 host if isinstance(host, str) else None,
                 float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else self._settings.ttl,
+                # Records written before the namespace was recorded: as if ours.
+                local=host == _HOST and record.get("pidns", _PIDNS) == _PIDNS,
             )
         except FileNotFoundError:
             cache.pop(path.name, None)
@@ -308,7 +327,7 @@ class FileDiscovery(DiscoveryBackend):
     def _live(self, cached: _Cached, now: float, alive: dict[int, bool]) -> bool:
         if now - cached.mtime_ns / 1e9 > cached.ttl:
             return False
-        if cached.host == _HOST and cached.pid is not None:
+        if cached.local and cached.pid is not None:
             if cached.pid not in alive:  # one look per process per scan
                 alive[cached.pid] = _pid_alive(cached.pid)
             return alive[cached.pid]
@@ -380,7 +399,7 @@ class FileDiscovery(DiscoveryBackend):
     def _collect(self, path: Path, cached: _Cached, now: float, alive: dict[int, bool]) -> None:
         """Delete a record whose owner is gone for good (a dead process on this host, or
         no heartbeat for several TTLs), so that dead records do not pile up."""
-        dead = cached.host == _HOST and cached.pid is not None and not alive.get(cached.pid, True)
+        dead = cached.local and cached.pid is not None and not alive.get(cached.pid, True)
         if not dead and now - cached.mtime_ns / 1e9 < cached.ttl * _COLLECT_AFTER_TTLS:
             return
         try:

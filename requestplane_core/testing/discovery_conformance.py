@@ -18,6 +18,7 @@ skipped with a reason starting "not applicable", like the transport kit's capabi
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
@@ -208,8 +209,9 @@ class DiscoveryConformance:
     #: The setting that bounds how long a dead owner's records stay (None: the backend has
     #: none, and the expiry case is not applicable).
     ttl_setting: ClassVar[str | None] = "ttl"
-    #: The value the expiry case sets it to.
-    fast_ttl: ClassVar[float] = 1.0
+    #: The value the expiry case sets it to (short, yet long enough that an owner's
+    #: heartbeats, a third of it apart on most backends, survive a busy machine).
+    fast_ttl: ClassVar[float] = 2.0
     #: How much later than ``fast_ttl`` after a SIGKILL the removal may be seen (the issue's
     #: goal is TTL + 1 s; slack for a loaded machine).
     expiry_margin: ClassVar[float] = 2.0
@@ -232,6 +234,13 @@ class DiscoveryConformance:
     @pytest.fixture(autouse=True)
     def _use_transport(self, discovery_transport: tuple[str, Mapping[str, object]]) -> None:
         self._transport = discovery_transport
+        # Names of this test alone: a store shared by the whole run (a NATS server) may
+        # still hold the records of an earlier test for a TTL.
+        self._space = f"kit{secrets.token_hex(4)}"
+
+    def _n(self, rest: str = "") -> str:
+        """A name of this test: ``<unique>/rest``."""
+        return f"{self._space}/{rest}" if rest else self._space
 
     @pytest.fixture
     def expected_instances(self) -> Sequence[Instance]:
@@ -303,18 +312,20 @@ class DiscoveryConformance:
         self, discovery_settings: Mapping[str, object]
     ) -> None:
         self._writable()
-        one = _instance("kit/basic", "one", version="2")
+        one = _instance(self._n("basic"), "one", version="2")
         async with self._backend(discovery_settings) as backend:
             with anyio.fail_after(BOUND):
-                assert await backend.list_instances("kit/basic") == [], "a fresh name lists none"
+                assert await backend.list_instances(self._n("basic")) == [], (
+                    "a fresh name lists none"
+                )
                 await backend.register(one)
-                listed = await backend.list_instances("kit/basic")
+                listed = await backend.list_instances(self._n("basic"))
                 assert listed == [one], f"expected the registered instance, listed {listed}"
                 assert listed[0].address == one.address
                 assert dict(listed[0].metadata) == {"version": "2"}, listed[0].metadata
                 assert listed[0].transport == "tcp"
-            async with backend.watch("kit/basic") as watch:
-                table = _Table(watch, "kit/basic")
+            async with backend.watch(self._n("basic")) as watch:
+                table = _Table(watch, self._n("basic"))
                 snap = await table.snapshot()
                 assert snap.instances == (one,), f"expected a Snapshot of [one], got {snap}"
                 with anyio.fail_after(BOUND):
@@ -322,17 +333,17 @@ class DiscoveryConformance:
                 event = await table.next("Removed(one) after unregister")
                 assert event == Removed(one), f"expected Removed(one), got {_show(event)}"
                 with anyio.fail_after(BOUND):
-                    assert await backend.list_instances("kit/basic") == []
+                    assert await backend.list_instances(self._n("basic")) == []
                     await backend.unregister(one)  # unknown now: ignored
 
     async def test_two_instances_of_one_name_both_listed(
         self, discovery_settings: Mapping[str, object]
     ) -> None:
         self._writable()
-        a, b = _instance("kit/pair", "a", port=1), _instance("kit/pair", "b", port=2)
+        a, b = _instance(self._n("pair"), "a", port=1), _instance(self._n("pair"), "b", port=2)
         # A shorter name that is a prefix of the other, and a longer one under it: neither
         # leaks into the other's list.
-        parent, child = _instance("kit", "p"), _instance("kit/pair/sub", "c")
+        parent, child = _instance(self._n(), "p"), _instance(self._n("pair/sub"), "c")
         async with self._backend(discovery_settings) as first:
             async with self._backend(discovery_settings) as second:
                 with anyio.fail_after(BOUND):
@@ -341,19 +352,19 @@ class DiscoveryConformance:
                     await first.register(parent)
                     await second.register(child)
                     for backend in (first, second):
-                        listed = await backend.list_instances("kit/pair")
+                        listed = await backend.list_instances(self._n("pair"))
                         assert listed == [a, b], f"expected [a, b] ordered by id, got {listed}"
                         assert [i.address for i in listed] == [a.address, b.address]
-                    assert await first.list_instances("kit") == [parent]
-                    assert await first.list_instances("kit/pair/sub") == [child]
-                    assert await first.list_instances("kit/other") == []
+                    assert await first.list_instances(self._n()) == [parent]
+                    assert await first.list_instances(self._n("pair/sub")) == [child]
+                    assert await first.list_instances(self._n("other")) == []
 
     async def test_duplicate_instance_id_refused(
         self, discovery_settings: Mapping[str, object]
     ) -> None:
         self._writable()
-        one = _instance("kit/dup", "same", port=1)
-        impostor = _instance("kit/dup", "same", port=9)
+        one = _instance(self._n("dup"), "same", port=1)
+        impostor = _instance(self._n("dup"), "same", port=9)
         async with self._backend(discovery_settings) as first:
             async with self._backend(discovery_settings) as second:
                 with anyio.fail_after(BOUND):
@@ -362,20 +373,20 @@ class DiscoveryConformance:
                         await first.register(one)
                     with pytest.raises(ConfigError):
                         await second.register(impostor)  # another owner, the same id
-                    listed = await second.list_instances("kit/dup")
+                    listed = await second.list_instances(self._n("dup"))
                     assert [i.address for i in listed] == [one.address], (
                         f"a refused duplicate changed the record: {listed}"
                     )
                     # The same id under another name is another record.
-                    await second.register(_instance("kit/dup2", "same"))
+                    await second.register(_instance(self._n("dup2"), "same"))
                     await first.unregister(one)
                     await second.register(impostor)  # the id is free again
-                    listed = await first.list_instances("kit/dup")
+                    listed = await first.list_instances(self._n("dup"))
                     assert [i.address for i in listed] == [impostor.address], listed
 
     async def test_watch_events_in_order(self, discovery_settings: Mapping[str, object]) -> None:
         self._writable()
-        name = "kit/order"
+        name = self._n("order")
         early = _instance(name, "early")
         a, b, c = (_instance(name, i, port=n) for n, i in enumerate("abc", 1))
         async with self._backend(discovery_settings) as backend:
@@ -415,7 +426,7 @@ class DiscoveryConformance:
         self, discovery_settings: Mapping[str, object]
     ) -> None:
         self._writable()
-        name = "kit/many"
+        name = self._n("many")
         a, b = _instance(name, "a", port=1), _instance(name, "b", port=2)
         async with self._backend(discovery_settings) as backend:
             first = _Table(backend.watch(name), name)
@@ -443,10 +454,10 @@ class DiscoveryConformance:
 
     async def test_watch_ends_when_closed(self, discovery_settings: Mapping[str, object]) -> None:
         async with self._backend(discovery_settings) as backend:
-            watch = backend.watch("kit/closed")
-            kept = backend.watch("kit/kept")
-            await _Table(watch, "kit/closed").snapshot()
-            await _Table(kept, "kit/kept").snapshot()
+            watch = backend.watch(self._n("closed"))
+            kept = backend.watch(self._n("kept"))
+            await _Table(watch, self._n("closed")).snapshot()
+            await _Table(kept, self._n("kept")).snapshot()
             await watch.aclose()
             with anyio.fail_after(BOUND), pytest.raises(StopAsyncIteration):
                 await watch.__anext__()
@@ -478,7 +489,7 @@ class DiscoveryConformance:
         if self.ttl_setting is None:
             pytest.skip(f"not applicable: {self.backend_name!r} declares no ttl_setting")
         settings = {**discovery_settings, self.ttl_setting: self.fast_ttl}
-        name, instance_id = "kit/remote", f"child{os.getpid()}"
+        name, instance_id = self._n("remote"), f"child{os.getpid()}"
         async with self._backend(settings) as backend:
             async with backend.watch(name) as watch:
                 table = _Table(watch, name)
@@ -526,7 +537,7 @@ class DiscoveryConformance:
         discovery_transport: tuple[str, Mapping[str, object]],
     ) -> None:
         self._writable()
-        name = "kit/slow"
+        name = self._n("slow")
         started, release, finished = anyio.Event(), anyio.Event(), anyio.Event()
 
         async def slow(request: Request) -> bytes:
@@ -599,11 +610,11 @@ class DiscoveryConformance:
             instance_id = server.health().instance
             backend = plane.discovery()
             with anyio.fail_after(BOUND):
-                for name in ("kit/one", "kit/two"):
+                for name in (self._n("one"), self._n("two")):
                     await server.register(name, echo)
-                await server.unregister("kit/one")
-                await server.register("kit/one", echo)
-                for name in ("kit/one", "kit/two"):
+                await server.unregister(self._n("one"))
+                await server.register(self._n("one"), echo)
+                for name in (self._n("one"), self._n("two")):
                     listed = await backend.list_instances(name)
                     assert [i.instance_id for i in listed] == [instance_id], (
                         f"{name}: expected one instance {instance_id}, listed {listed}"
@@ -619,7 +630,7 @@ class DiscoveryConformance:
         self._writable()
         if discovery_store_restart is None:
             pytest.skip(f"not applicable: {self.backend_name!r} has no store to restart")
-        name = "kit/restart"
+        name = self._n("restart")
         before, after = _instance(name, "before", port=1), _instance(name, "after", port=2)
         async with self._backend(discovery_settings) as owner:
             async with self._backend(discovery_settings) as reader:
@@ -674,9 +685,9 @@ class DiscoveryConformance:
             with pytest.raises(ConfigError):
                 async with self._backend({**discovery_settings, **bad}) as backend:
                     with anyio.fail_after(BOUND):
-                        await backend.list_instances("kit/bad")
+                        await backend.list_instances(self._n("bad"))
                         if not self.read_only:
-                            await backend.register(_instance("kit/bad", "x"))
+                            await backend.register(_instance(self._n("bad"), "x"))
                 pytest.fail(f"the setting(s) {bad} were accepted: expected ConfigError")
 
     async def test_unknown_backend_lists_this_one(
