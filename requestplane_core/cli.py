@@ -1,4 +1,5 @@
-"""The ``requestplane`` command: list transports, serve the demo endpoints, call an address."""
+"""The ``requestplane`` command: list transports and discovery backends, serve the demo
+endpoints, list the live instances of a name, call an address or a name."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,13 @@ from typing import Any
 import anyio
 
 from .address import Address
-from .config import transport_env_prefix
+from .config import ROUTE_MODES, discovery_env_prefix, transport_env_prefix
 from .demo import DEMO_ENDPOINTS
+from .discovery import Added, Instance, Removed, Snapshot, WatchEvent
 from .errors import ConfigError, RequestPlaneError
 from .manager import RequestPlane, installed_transports
-from .settings import describe_settings
+from .request import Request
+from .settings import SettingField, describe_settings
 
 __all__ = ["main"]
 
@@ -33,21 +37,26 @@ def _out(line: str) -> None:
 # -- transports ---------------------------------------------------------------------------
 
 
+def _settings_records(fields: list[SettingField]) -> list[dict[str, Any]]:
+    return [
+        {
+            "env": f.env_var,
+            "default": None if f.secret and f.default is not None else f.default,
+            "accepts": f.accepts,
+            "help": f.help,
+        }
+        for f in fields
+    ]
+
+
 def cmd_transports(args: argparse.Namespace) -> int:
     registry = installed_transports()
     for name, loaded in sorted(registry.transports.items()):
         spec = loaded.spec
         caps = spec.capabilities
-        settings = [
-            {
-                "env": f.env_var,
-                "default": None if f.secret and f.default is not None else f.default,
-                "accepts": f.accepts,
-                "help": f.help,
-            }
-            for f in describe_settings(spec.settings, transport_env_prefix(name))
-        ]
+        settings = _settings_records(describe_settings(spec.settings, transport_env_prefix(name)))
         record: dict[str, Any] = {
+            "kind": "transport",
             "name": name,
             "distribution": loaded.distribution,
             "version": loaded.version,
@@ -68,6 +77,28 @@ def cmd_transports(args: argparse.Namespace) -> int:
         _out(f"{name}  ({dist})  {spec.description}")
         flags = [k for k in ("streaming", "cancellation", "deadlines") if getattr(caps, k)]
         _out(f"    capabilities: {', '.join(flags)}; backends: {', '.join(sorted(caps.backends))}")
+        for s in settings:
+            _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
+    for name, found in sorted(registry.discovery.items()):
+        dspec = found.spec
+        settings = _settings_records(describe_settings(dspec.settings, discovery_env_prefix(name)))
+        if args.json:
+            _out(
+                json.dumps(
+                    {
+                        "kind": "discovery",
+                        "name": name,
+                        "distribution": found.distribution,
+                        "version": found.version,
+                        "description": dspec.description,
+                        "settings": settings,
+                    },
+                    default=str,
+                )
+            )
+            continue
+        dist = f"{found.distribution} {found.version}" if found.distribution else found.plugin
+        _out(f"discovery {name}  ({dist})  {dspec.description}")
         for s in settings:
             _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
     for broken in registry.broken:
@@ -99,12 +130,22 @@ async def _serve(args: argparse.Namespace) -> int:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with plane:
             server = await plane.server()
-            for name, handler in DEMO_ENDPOINTS.items():
+            instance = server.instance_id
+
+            def whoami(request: Request) -> bytes:
+                """Answer this server's instance id: which instance answered a call."""
+                return (instance or "").encode()
+
+            for name, handler in {**DEMO_ENDPOINTS, "whoami": whoami}.items():
                 address = await server.register(name, handler)
                 if args.json:
-                    _out(json.dumps({"endpoint": name, "address": str(address)}))
+                    record = {"endpoint": name, "address": str(address)}
+                    if instance is not None:
+                        record.update(name=name, instance=instance)
+                    _out(json.dumps(record))
                 else:
-                    _out(f"serving {name} at {address}")
+                    where = f" as instance {instance}" if instance else ""
+                    _out(f"serving {name} at {address}{where}")
             async for signum in signals:
                 if not args.json:
                     _out(f"received {signal.Signals(signum).name}; draining")
@@ -149,8 +190,10 @@ def _mode_for(address: Address) -> str:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    address = Address.parse(args.address)
     payload, headers = _payload(args), _headers(args.header)
+    if "://" not in args.address:
+        return await _call_name(args, payload, headers)
+    address = Address.parse(args.address)
     out = sys.stdout.buffer
     async with RequestPlane(_mode_for(address)) as plane:
         client = plane.client()
@@ -163,6 +206,92 @@ async def _call(args: argparse.Namespace) -> int:
             out.write(await client.request(address, payload, headers=headers, timeout=args.timeout))
             out.flush()
     return 0
+
+
+async def _call_name(args: argparse.Namespace, payload: bytes, headers: dict[str, str]) -> int:
+    """``call NAME``: resolve the name through discovery and call a live instance."""
+    out = sys.stdout.buffer
+    async with RequestPlane() as plane:
+        router = plane.router(args.address, route=args.route)
+        if args.stream:
+            async with router.stream(
+                payload, headers=headers, timeout=args.timeout, key=args.key, instance=args.instance
+            ) as s:
+                async for chunk in s:
+                    out.write(chunk)
+                    out.flush()
+        else:
+            reply = await router.request(
+                payload, headers=headers, timeout=args.timeout, key=args.key, instance=args.instance
+            )
+            out.write(reply)
+            out.flush()
+    return 0
+
+
+# -- instances ----------------------------------------------------------------------------
+
+
+def _instance_record(instance: Instance, now: float) -> dict[str, Any]:
+    return {
+        "name": instance.name,
+        "instance": instance.instance_id,
+        "transport": instance.transport,
+        "address": instance.address,
+        "age": round(max(0.0, now - instance.registered_at), 3) if instance.registered_at else None,
+        "metadata": dict(instance.metadata),
+    }
+
+
+def _print_instance(args: argparse.Namespace, instance: Instance, event: str | None) -> None:
+    record = _instance_record(instance, time.time())
+    if args.json:
+        _out(json.dumps({"event": event, **record} if event else record))
+        return
+    labels = ",".join(f"{k}={v}" for k, v in record["metadata"].items()) or "-"
+    age = "-" if record["age"] is None else f"{record['age']:.1f}s"
+    prefix = f"{event:<8} " if event else ""
+    _out(
+        f"{prefix}{record['name']}  {record['instance']}  {record['transport']}  "
+        f"{record['address']}  age {age}  {labels}"
+    )
+
+
+async def _instances(args: argparse.Namespace) -> int:
+    async with RequestPlane() as plane:
+        discovery = plane.discovery()
+        names = [args.name] if args.name else await discovery.names()
+        if not args.watch:
+            for name in names:
+                for instance in await discovery.list_instances(name):
+                    _print_instance(args, instance, None)
+            return 0
+        if not args.name:
+            raise ConfigError("instances --watch needs a NAME to watch")
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+
+                async def stop() -> None:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
+
+                tg.start_soon(stop)
+                async with discovery.watch(args.name) as watch:
+                    async for event in watch:
+                        _print_event(args, event)
+                tg.cancel_scope.cancel()
+    return 0
+
+
+def _print_event(args: argparse.Namespace, event: WatchEvent) -> None:
+    if isinstance(event, Snapshot):
+        for instance in event.instances:
+            _print_instance(args, instance, "live")
+    elif isinstance(event, Added):
+        _print_instance(args, event.instance, "added")
+    elif isinstance(event, Removed):
+        _print_instance(args, event.instance, "removed")
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -192,8 +321,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per endpoint")
     p.set_defaults(run_async=_serve)
 
-    p = sub.add_parser("call", help="call an endpoint address and print the response")
-    p.add_argument("address", help="e.g. tcp://127.0.0.1:41234/echo")
+    p = sub.add_parser(
+        "call", help="call an endpoint address, or a name through discovery, and print the response"
+    )
+    p.add_argument(
+        "address",
+        metavar="ADDRESS|NAME",
+        help="an address (tcp://127.0.0.1:41234/echo) or a name found through discovery (echo)",
+    )
+    p.add_argument("--route", choices=ROUTE_MODES, help="how to pick the instance of a NAME")
+    p.add_argument("--key", help="the key of --route hash (e.g. a session id)")
+    p.add_argument("--instance", help="the instance id of --route direct")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--data", "-d", help="the payload (default: standard input)")
     data.add_argument("--data-file", help="read the payload from this file")
@@ -202,6 +340,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_float, help="seconds for the whole call")
     p.add_argument("--backend", choices=BACKENDS, default="asyncio")
     p.set_defaults(run_async=_call)
+
+    p = sub.add_parser("instances", help="list the live instances of a name (discovery)")
+    p.add_argument("name", nargs="?", help="e.g. llm/decode/generate (default: every name)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--watch", action="store_true", help="print added/removed events until SIGINT")
+    p.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    p.set_defaults(run_async=_instances)
 
     try:
         bench = importlib.import_module(f"{__package__}.bench")

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import attrs
@@ -28,49 +28,13 @@ from .errors import (
     RequestPlaneError,
     Unavailable,
 )
-from .instrumentation import ObservedResponder, Observer, RequestEvent
+from .observer import Observer, RequestEvent
 from .request import Handler, Request
+from .transport import _LATER, _NOT_CALLED, Pending, Responder
 
 __all__ = ["Dispatcher", "Pending", "Responder"]
 
 log = logging.getLogger("requestplane")
-
-
-class Responder(Protocol):
-    """How the dispatcher answers one request; the transport implements it.
-
-    The dispatcher calls exactly one of: :meth:`send_response`; :meth:`send_error`; or
-    :meth:`send_chunk` any number of times followed by :meth:`send_end` or :meth:`send_error`.
-    A method raises :class:`ConnectionLost` when the caller is gone (nothing more is sent) and
-    :class:`~requestplane_core.errors.PayloadTooLarge` for a response over the limit (the
-    dispatcher then sends that error instead).
-    """
-
-    async def send_response(self, payload: bytes) -> None: ...
-
-    async def send_chunk(self, payload: bytes) -> None: ...
-
-    async def send_end(self) -> None: ...
-
-    async def send_error(self, error: RequestPlaneError) -> None: ...
-
-
-_NOT_CALLED: Any = object()
-
-
-class Pending:
-    """A request :meth:`Dispatcher.answer_now` could not answer at once: pass it on to
-    :meth:`Dispatcher.handle`, in a task of its own."""
-
-    __slots__ = ("result",)
-
-    def __init__(self, result: object = _NOT_CALLED) -> None:
-        # What a synchronous handler returned that still has to be awaited or streamed; the
-        # handler is not called a second time.
-        self.result = result
-
-
-_LATER = Pending()
 
 
 def is_synchronous(handler: Handler) -> bool:
@@ -106,6 +70,35 @@ class _Endpoint:
             await self.idle.wait()
 
 
+class ObservedResponder:
+    """Counts what the dispatcher sends for one request and remembers its outcome."""
+
+    __slots__ = ("_inner", "event", "outcome")
+
+    def __init__(self, inner: Responder, event: RequestEvent) -> None:
+        self._inner = inner
+        self.event = event
+        self.outcome = "cancelled"
+
+    async def send_response(self, payload: bytes) -> None:
+        await self._inner.send_response(payload)
+        self.event.bytes_out += len(payload)
+        self.outcome = "ok"
+
+    async def send_chunk(self, payload: bytes) -> None:
+        await self._inner.send_chunk(payload)
+        self.event.bytes_out += len(payload)
+        self.event.chunks += 1
+
+    async def send_end(self) -> None:
+        await self._inner.send_end()
+        self.outcome = "ok"
+
+    async def send_error(self, error: RequestPlaneError) -> None:
+        self.outcome = type(error).__name__
+        await self._inner.send_error(error)
+
+
 class Dispatcher:
     """The endpoint table of one server, and the rules every request goes through."""
 
@@ -118,6 +111,8 @@ class Dispatcher:
         self._max_inflight = max_inflight or math.inf
         self._inflight = 0
         self._draining = False
+        #: Requests that reached this dispatcher (some twice): see Server's withdraw grace.
+        self.arrivals = 0
         # anyio.current_time's clock, resolved in the event loop on first use (a dispatcher
         # serves one loop): deadlines are checked on every request that has one.
         self._clock: Callable[[], float] | None = None
@@ -143,8 +138,10 @@ class Dispatcher:
         return self._draining
 
     def register(self, name: str, handler: Handler) -> None:
-        if not name or "/" in name or name != name.strip():
-            raise ValueError(f"endpoint name {name!r} is not valid: non-empty, no '/' or spaces")
+        if not name or any(c.isspace() for c in name) or "" in name.split("/"):
+            raise ValueError(
+                f"endpoint name {name!r} is not valid: non-empty segments joined by '/', no spaces"
+            )
         if name in self._endpoints:
             raise ValueError(f"endpoint {name!r} is already registered on this server")
         if self._draining:
@@ -308,6 +305,9 @@ class Dispatcher:
 
     def _refusal(self, endpoint: _Endpoint | None, request: Request) -> RequestPlaneError | None:
         """Why ``request`` is refused before its handler runs, if it is."""
+        # Every request passes here at least once: a count of arrivals (no clock read) tells
+        # a server withdrawn from discovery whether callers still send to it.
+        self.arrivals += 1
         if endpoint is None:
             return EndpointNotFound(f"no endpoint {request.endpoint!r} on this server")
         if self._draining or endpoint.draining:

@@ -13,6 +13,7 @@ __all__ = [
     "ConnectionLost",
     "DeadlineExceeded",
     "EndpointNotFound",
+    "NoInstances",
     "Overloaded",
     "PayloadTooLarge",
     "ProtocolError",
@@ -67,10 +68,19 @@ class Overloaded(RequestPlaneError):
 
 
 class Unavailable(RequestPlaneError):
-    """The server is draining or shutting down and refused the request; retry elsewhere."""
+    """The request did not reach a handler: the server refused it while draining or
+    shutting down, or it could not be connected to. Retry elsewhere."""
 
     code = "unavailable"
     retriable = True
+
+
+class NoInstances(Unavailable):
+    """A router has no live instance to send to: none is known for the name, or every known
+    one is set aside. Retriable: instances may appear; the message says how many are known,
+    how many set aside, and which discovery backend was asked."""
+
+    code = "no_instances"
 
 
 class DeadlineExceeded(RequestPlaneError):
@@ -116,6 +126,7 @@ _BY_CODE: dict[str, type[RequestPlaneError]] = {
         EndpointNotFound,
         Overloaded,
         Unavailable,
+        NoInstances,
         DeadlineExceeded,
         PayloadTooLarge,
         ConnectionLost,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from .discovery import DiscoverySpec
 from .transport import TransportSpec
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "PROJECT",
     "hookimpl",
     "hookspec",
+    "requestplane_discovery_backends",
     "requestplane_request_finished",
     "requestplane_request_started",
     "requestplane_server_started",
@@ -53,6 +55,19 @@ def requestplane_transports() -> Iterable[TransportSpec[object]]:
     name provided twice, by this or another plugin, is a :class:`ConfigError` naming both
     providers. The spec's factories must not do I/O or import heavy dependencies until
     called: listing transports imports every plugin module.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def requestplane_discovery_backends() -> Iterable[DiscoverySpec[object]]:
+    """Return the discovery backends this plugin provides.
+
+    Called once when plugins load, on every plugin, like :func:`requestplane_transports`:
+    each returns :class:`~requestplane_core.discovery.DiscoverySpec` records. A backend name
+    provided twice is a :class:`ConfigError` naming both providers. Register the plugin
+    module under the ``requestplane.discovery`` entry point group (or the transports' group,
+    when one module provides both). The spec's factory must not do I/O.
     """
     raise NotImplementedError
 

@@ -1,128 +1,21 @@
-"""Observing requests through the ``requestplane_request_*`` hooks, at no cost when unused.
+"""Observing a client's calls through the ``requestplane_request_*`` hooks.
 
-When no plugin implements the request hooks, nothing here runs: the manager hands out the
-transport's own client and the dispatcher takes its plain path. When one does, the client is
-wrapped and the dispatcher reports each request, on both sides, as a :class:`RequestEvent`.
+The client half of instrumentation: when a plugin observes requests (:attr:`Observer.requests`)
+the manager wraps each transport client in an :class:`InstrumentedClient`, which reports every
+call as a :class:`RequestEvent`. The server half is the dispatcher's (``dispatch.py``).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
-import attrs
-import pluggy
 from anyio.abc import TaskGroup
 
 from .address import Address
-from .errors import RequestPlaneError
+from .observer import Observer, RequestEvent, outcome_of, routed_instance
 from .transport import ClientStats, ResponseStream, TransportClient
 
-if TYPE_CHECKING:
-    from .dispatch import Responder
-
-__all__ = ["InstrumentedClient", "Observer", "RequestEvent"]
-
-log = logging.getLogger("requestplane")
-
-
-@attrs.define(eq=False)
-class RequestEvent:
-    """One request as an instrumentation plugin sees it, from start to finish.
-
-    ``headers`` is the request's headers; on the client side, before the request is sent, a
-    plugin may add to it (e.g. ``traceparent``) and the additions travel with the request.
-    ``scratch`` is the plugins' own space to carry state from started to finished (a span).
-    ``outcome`` is ``"ok"``, ``"cancelled"``, or the error's class name.
-    """
-
-    side: str
-    transport: str
-    endpoint: str
-    headers: dict[str, str]
-    address: str | None = None
-    stream: bool = False
-    started: float = attrs.field(factory=time.perf_counter)
-    duration: float | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    chunks: int = 0
-    outcome: str = "pending"
-    scratch: dict[str, Any] = attrs.field(factory=dict)
-
-
-class Observer:
-    """Calls the observing hooks; an error in a plugin's hook is logged, never raised."""
-
-    def __init__(self, hook: Any) -> None:
-        self._hook = hook
-
-    @classmethod
-    def create(cls, manager: pluggy.PluginManager) -> Observer | None:
-        """An observer, or ``None`` when no plugin implements the request hooks."""
-        return cls(manager.hook) if has_request_hooks(manager.hook) else None
-
-    def started(self, event: RequestEvent) -> None:
-        call_hook(self._hook.requestplane_request_started, event=event)
-
-    def finished(self, event: RequestEvent, outcome: str) -> None:
-        event.duration = time.perf_counter() - event.started
-        event.outcome = outcome
-        call_hook(self._hook.requestplane_request_finished, event=event)
-
-
-def has_request_hooks(hook: Any) -> bool:
-    return bool(
-        hook.requestplane_request_started.get_hookimpls()
-        or hook.requestplane_request_finished.get_hookimpls()
-    )
-
-
-def call_hook(caller: Any, **kwargs: Any) -> None:
-    """Call an observing hook; a failing plugin is logged, never allowed to fail a request."""
-    try:
-        caller(**kwargs)
-    except Exception as exc:
-        log.warning("instrumentation hook %s failed: %r", caller.name, exc)
-
-
-def outcome_of(exc: BaseException | None) -> str:
-    if exc is None:
-        return "ok"
-    if isinstance(exc, RequestPlaneError):
-        return type(exc).__name__
-    return "cancelled"
-
-
-class ObservedResponder:
-    """Counts what the dispatcher sends for one request and remembers its outcome."""
-
-    __slots__ = ("_inner", "event", "outcome")
-
-    def __init__(self, inner: Responder, event: RequestEvent) -> None:
-        self._inner = inner
-        self.event = event
-        self.outcome = "cancelled"
-
-    async def send_response(self, payload: bytes) -> None:
-        await self._inner.send_response(payload)
-        self.event.bytes_out += len(payload)
-        self.outcome = "ok"
-
-    async def send_chunk(self, payload: bytes) -> None:
-        await self._inner.send_chunk(payload)
-        self.event.bytes_out += len(payload)
-        self.event.chunks += 1
-
-    async def send_end(self) -> None:
-        await self._inner.send_end()
-        self.outcome = "ok"
-
-    async def send_error(self, error: RequestPlaneError) -> None:
-        self.outcome = type(error).__name__
-        await self._inner.send_error(error)
+__all__ = ["InstrumentedClient", "Observer", "RequestEvent", "routed_instance"]
 
 
 class _ObservedStream(ResponseStream):
@@ -176,13 +69,16 @@ class InstrumentedClient(TransportClient):
         self, address: Address | str, headers: Mapping[str, str] | None, stream: bool
     ) -> RequestEvent:
         parsed = Address.parse(address)
+        routed = routed_instance.get()
         return RequestEvent(
             side="client",
             transport=self._transport,
-            endpoint=self._inner.endpoint_of(parsed),
+            # A routed call knows its endpoint's name; an address alone only suggests it.
+            endpoint=self._inner.endpoint_of(parsed) if routed is None else routed[0],
             headers=dict(headers or {}),
             address=str(parsed),
             stream=stream,
+            instance=None if routed is None else routed[1],
         )
 
     async def request(

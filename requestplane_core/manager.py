@@ -10,10 +10,20 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .config import ENV_PREFIX, CoreSettings, transport_env_prefix
-from .errors import RequestPlaneError
-from .instrumentation import InstrumentedClient, Observer
-from .plugins import LoadedTransport, PluginRegistry, load_plugins
+from .config import (
+    ENV_PREFIX,
+    CoreSettings,
+    discovery_env_prefix,
+    parse_labels,
+    transport_env_prefix,
+)
+from .discovery import DiscoveryBackend
+from .errors import ConfigError, RequestPlaneError
+from .instrumentation import InstrumentedClient
+from .observer import Observer
+from .plugins import DISCOVERY_OFF, LoadedDiscovery, LoadedTransport, PluginRegistry, load_plugins
+from .publisher import PublishSettings
+from .router import Router
 from .server import Server
 from .settings import load_settings
 from .shared_server import acquire_shared_server, release_shared_server
@@ -51,8 +61,10 @@ class RequestPlane:
             reply = await plane.client().request(address, b"hi")
 
     Configuration is read here and nowhere else: ``REQUESTPLANE_MODE`` and the core settings,
-    then ``REQUESTPLANE_<MODE>_<SETTING>`` for the transport's own settings. Arguments win
-    over the environment. Every malformed value raises :class:`ConfigError` at construction.
+    then ``REQUESTPLANE_<MODE>_<SETTING>`` for the transport's own settings and
+    ``REQUESTPLANE_DISCOVERY_<BACKEND>_<SETTING>`` for the discovery backend's
+    (``REQUESTPLANE_DISCOVERY``, default ``file``). Arguments win over the environment. Every
+    malformed value raises :class:`ConfigError` at construction.
     """
 
     def __init__(
@@ -64,10 +76,18 @@ class RequestPlane:
         max_inflight: int | None = None,
         environ: Mapping[str, str] | None = None,
         plugins: PluginRegistry | None = None,
+        discovery: str | None = None,
+        discovery_settings: Mapping[str, object] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
+        self._env = env
         self.core = read_core_settings(
-            env, mode=mode, drain_timeout=drain_timeout, max_inflight=max_inflight
+            env,
+            mode=mode,
+            drain_timeout=drain_timeout,
+            max_inflight=max_inflight,
+            discovery=discovery,
         )
         self.mode = self.core.mode
         if plugins is None:
@@ -85,10 +105,31 @@ class RequestPlane:
             environ=env,
             overrides=settings,
         )
-        self._observer = Observer.create(plugins.manager)
+        #: The observing hooks, decided once: handed to the server and to every client.
+        self.hooks = Observer(plugins.manager.hook)
+        self.discovery_backend: LoadedDiscovery | None = None
+        self.discovery_settings: Any = None
+        self._publish: PublishSettings | None = None
+        if self.core.discovery != DISCOVERY_OFF:
+            self.discovery_backend = plugins.discovery_backend(self.core.discovery)
+            self.discovery_settings = load_settings(
+                self.discovery_backend.spec.settings,
+                prefix=discovery_env_prefix(self.core.discovery),
+                environ=env,
+                overrides=discovery_settings,
+            )
+            published = parse_labels(self.core.labels)
+            published.update(labels or {})
+            self._publish = PublishSettings(
+                self.discovery_backend.spec, self.discovery_settings, published
+            )
+        self._discovery: DiscoveryBackend | None = None
+        self._other_transports: dict[str, tuple[LoadedTransport, Any]] = {}
         self._server: Server | None = None
         self._server_lock: anyio.Lock | None = None
         self._clients: list[TransportClient] = []
+        self._routers: list[Router] = []
+        self._scheme_clients: dict[str, TransportClient] = {}
         self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -128,26 +169,122 @@ class RequestPlane:
                     self.settings,
                     drain_timeout=self.core.drain_timeout,
                     max_inflight=self.core.max_inflight,
-                    hooks=self.plugins.manager.hook,
+                    hooks=self.hooks,
+                    publish=self._publish,
                 )
         return self._server
 
-    def client(self) -> TransportClient:
-        """A new client of the mode, closed with the manager. Use it inside ``async with``."""
+    def _task_group(self) -> TaskGroup:
         if self._tg is None:
             raise RequestPlaneError("use the manager as `async with RequestPlane() as plane:`")
-        client = self.transport.spec.client(self.settings)
-        if self._observer is not None:
-            client = InstrumentedClient(client, self.mode, self._observer)
-        client.start(self._tg)
+        return self._tg
+
+    def client(self, mode: str | None = None) -> TransportClient:
+        """A new client of the mode (or of another installed transport, configured from its
+        own variables), closed with the manager. Use it inside ``async with``."""
+        tg = self._task_group()
+        if mode is None or mode == self.mode:
+            loaded, settings = self.transport, self.settings
+        else:
+            loaded, settings = self._transport_named(mode)
+        client = loaded.spec.client(settings)
+        if self.hooks.requests:
+            client = InstrumentedClient(client, loaded.spec.name, self.hooks)
+        client.start(tg)
         self._clients.append(client)
         return client
 
+    def _transport_named(self, mode: str) -> tuple[LoadedTransport, Any]:
+        found = self._other_transports.get(mode)
+        if found is None:
+            registry = load_plugins(
+                only=mode,
+                allow=self.core.plugins,
+                deny=self.core.disable_plugins,
+                strict=self.core.strict_plugins,
+            )
+            loaded = registry.transport(mode)
+            settings = load_settings(
+                loaded.spec.settings, prefix=transport_env_prefix(mode), environ=self._env
+            )
+            found = self._other_transports[mode] = (loaded, settings)
+        return found
+
+    def mode_for_scheme(self, scheme: str) -> str:
+        """The transport whose client speaks addresses of ``scheme`` (``https`` -> http)."""
+        if scheme in self.transport.spec.address_schemes:
+            return self.mode
+        registry = load_plugins(
+            allow=self.core.plugins, deny=self.core.disable_plugins, strict=False
+        )
+        for name, loaded in registry.transports.items():
+            if scheme in loaded.spec.address_schemes:
+                return name
+        return scheme
+
+    def router(
+        self,
+        name: str,
+        *,
+        route: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        retries: int | None = None,
+        inhibit: float | None = None,
+    ) -> Router:
+        """Calls to the endpoint ``name`` across its live instances, found through discovery
+        and kept current by a watch; closed with the manager.
+
+        ``route`` (default ``REQUESTPLANE_ROUTE``) picks the instance per call; ``labels``
+        keeps only instances whose metadata has those values; ``retries`` and ``inhibit``
+        default to ``REQUESTPLANE_ROUTE_RETRIES`` and ``REQUESTPLANE_ROUTE_INHIBIT``.
+        """
+        router = Router(
+            name,
+            self.discovery(),
+            self._client_for_scheme,
+            self._task_group(),
+            route=self.core.route if route is None else route,
+            labels=labels,
+            retries=self.core.route_retries if retries is None else retries,
+            inhibit=self.core.route_inhibit if inhibit is None else inhibit,
+        )
+        self._routers.append(router)
+        return router
+
+    def _client_for_scheme(self, scheme: str) -> TransportClient:
+        # One client per transport for every router of this manager: connections are shared.
+        client = self._scheme_clients.get(scheme)
+        if client is None:
+            client = self._scheme_clients[scheme] = self.client(self.mode_for_scheme(scheme))
+        return client
+
+    def discovery(self) -> DiscoveryBackend:
+        """This manager's discovery backend, for listing and watching (a server publishes
+        through a backend of its own). ConfigError when discovery is off."""
+        tg = self._task_group()
+        if self._discovery is None:
+            if self.discovery_backend is None:
+                raise ConfigError(
+                    "discovery is off (REQUESTPLANE_DISCOVERY=none): set REQUESTPLANE_DISCOVERY"
+                    " to a discovery backend to find instances by name"
+                )
+            backend = self.discovery_backend.spec.backend(self.discovery_settings)
+            backend.start(tg)
+            self._discovery = backend
+        return self._discovery
+
     async def aclose(self) -> None:
         """Close this manager's clients and release its server (the last user drains it)."""
+        routers, self._routers = self._routers, []
+        for router in routers:
+            await router.aclose()
         clients, self._clients = self._clients, []
+        self._scheme_clients.clear()
         for client in clients:
             await client.aclose()
+        discovery, self._discovery = self._discovery, None
+        if discovery is not None:
+            await discovery.aclose()
         server, self._server = self._server, None
         if server is not None:
             await release_shared_server(server)

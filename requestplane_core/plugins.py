@@ -1,8 +1,10 @@
-"""Finding and loading transport plugins.
+"""Finding and loading plugins: transports, discovery backends, observers.
 
-Plugins are modules registered under the ``requestplane.transports`` entry point group; the
-entry point's name is the transport's name. Only the plugin serving the selected mode is
-imported to serve it; listing imports them all. A plugin that fails to load is a warning that
+Transport plugins are modules registered under the ``requestplane.transports`` entry point
+group; the entry point's name is the transport's name. Only the plugin serving the selected
+mode is imported to serve it; listing imports them all. Discovery plugins
+(``requestplane.discovery``) and observing plugins (``requestplane.plugins``) are always
+imported: their modules must stay cheap to import. A plugin that fails to load is a warning that
 names it and the error (other transports keep working) unless strict mode makes it an error.
 """
 
@@ -19,13 +21,16 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .discovery import DiscoverySpec
 from .errors import ConfigError, UnknownMode
 from .transport import TransportSpec
 
 __all__ = [
+    "DISCOVERY_ENTRY_POINT_GROUP",
     "ENTRY_POINT_GROUP",
     "OBSERVER_ENTRY_POINT_GROUP",
     "BrokenPlugin",
+    "LoadedDiscovery",
     "LoadedTransport",
     "PluginRegistry",
     "PluginWarning",
@@ -35,6 +40,10 @@ __all__ = [
 ENTRY_POINT_GROUP = "requestplane.transports"
 #: Plugins that provide no transport (instrumentation): always loaded, all of them.
 OBSERVER_ENTRY_POINT_GROUP = "requestplane.plugins"
+#: Plugins that provide discovery backends: always loaded, all of them.
+DISCOVERY_ENTRY_POINT_GROUP = "requestplane.discovery"
+#: The value of REQUESTPLANE_DISCOVERY that turns discovery off.
+DISCOVERY_OFF = "none"
 
 
 class PluginWarning(UserWarning):
@@ -46,6 +55,16 @@ class LoadedTransport:
     """A transport together with where it came from."""
 
     spec: TransportSpec[Any]
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+
+@attrs.frozen
+class LoadedDiscovery:
+    """A discovery backend together with where it came from."""
+
+    spec: DiscoverySpec[Any]
     plugin: str
     distribution: str | None
     version: str | None
@@ -64,6 +83,9 @@ class _Candidate:
     distribution: str | None
     version: str | None
     load: Any  # () -> module object to register
+    # The name the module is registered under in pluggy: a discovery plugin may share its
+    # entry point name with a transport (``nats``) while being another module.
+    register_as: str = ""
 
 
 def _split(value: str | None) -> list[str]:
@@ -77,6 +99,7 @@ class PluginRegistry:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self.transports: dict[str, LoadedTransport] = {}
+        self.discovery: dict[str, LoadedDiscovery] = {}
         self.broken: list[BrokenPlugin] = []
         self.disabled: list[str] = []
         self.available: list[str] = []
@@ -101,13 +124,34 @@ class PluginRegistry:
             f"{', '.join(installed) or 'none'}; {hint}"
         )
 
+    def discovery_backend(self, name: str) -> LoadedDiscovery:
+        """The discovery backend called ``name``, or :class:`ConfigError` listing those
+        installed."""
+        found = self.discovery.get(name)
+        if found is not None:
+            return found
+        installed = ", ".join(sorted(self.discovery)) or "none"
+        raise ConfigError(
+            f"REQUESTPLANE_DISCOVERY={name!r} is not an installed discovery backend; "
+            f"installed: {installed}; {DISCOVERY_OFF!r} turns discovery off"
+            + (
+                '; install NATS discovery with: pip install "requestplane[nats]"'
+                if name == "nats"
+                else ""
+            )
+        )
+
     def register_module(
         self, module: ModuleType | object, name: str, distribution: str | None, version: str | None
     ) -> None:
-        """Register one plugin module and collect the transports it provides."""
+        """Register one plugin module and collect the transports and discovery backends it
+        provides."""
+        if self.manager.is_registered(module):
+            return  # one module behind entry points of two groups
         self.manager.register(module, name=name)
         # A hookimpl that matches no hookspec is almost always a typo: fail at load time.
         self.manager.check_pending()
+        self._collect_discovery(module, name, distribution, version)
         impls = [
             impl
             for impl in self.manager.hook.requestplane_transports.get_hookimpls()
@@ -129,6 +173,31 @@ class PluginRegistry:
                         f"{_who(name, distribution)}; uninstall one of them"
                     )
                 self.transports[spec.name] = LoadedTransport(spec, name, distribution, version)
+
+    def _collect_discovery(
+        self, module: object, name: str, distribution: str | None, version: str | None
+    ) -> None:
+        impls = [
+            impl
+            for impl in self.manager.hook.requestplane_discovery_backends.get_hookimpls()
+            if impl.plugin is module
+        ]
+        for impl in impls:
+            provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
+            for spec in provided:
+                if not isinstance(spec, DiscoverySpec):
+                    raise ConfigError(
+                        f"plugin {name!r} returned {spec!r} from "
+                        "requestplane_discovery_backends; expected DiscoverySpec records"
+                    )
+                other = self.discovery.get(spec.name)
+                if other is not None:
+                    raise ConfigError(
+                        f"discovery backend {spec.name!r} is provided twice: by "
+                        f"{_who(other.plugin, other.distribution)} and by "
+                        f"{_who(name, distribution)}; uninstall one of them"
+                    )
+                self.discovery[spec.name] = LoadedDiscovery(spec, name, distribution, version)
 
 
 def _who(plugin: str, distribution: str | None) -> str:
@@ -158,6 +227,8 @@ def _candidates(modules: Sequence[str]) -> list[_Candidate]:
         if ep.name not in found:
             out.append(_from_entry_point(ep))
             found[ep.name] = []
+    for ep in entry_points(group=DISCOVERY_ENTRY_POINT_GROUP):
+        out.append(attrs.evolve(_from_entry_point(ep), register_as=f"discovery:{ep.name}"))
     for module in modules:
         if module not in found:
             out.append(_Candidate(module, None, None, lambda m=module: importlib.import_module(m)))
@@ -191,7 +262,9 @@ def load_plugins(
             continue
         try:
             module = cand.load()
-            registry.register_module(module, cand.name, cand.distribution, cand.version)
+            registry.register_module(
+                module, cand.register_as or cand.name, cand.distribution, cand.version
+            )
         except ConfigError:
             raise
         except Exception as exc:

@@ -17,6 +17,8 @@ from anyio.lowlevel import RunVar
 
 from ._loop_task import spawn_loop_task
 from .errors import ConfigError
+from .observer import Observer
+from .publisher import PublishSettings
 from .server import Server, serve
 from .transport import TransportSpec
 
@@ -28,6 +30,7 @@ log = logging.getLogger("requestplane")
 @attrs.define(eq=False)
 class _Entry:
     settings: object
+    publish: PublishSettings | None = None
     ready: anyio.Event = attrs.field(factory=anyio.Event)
     done: anyio.Event = attrs.field(factory=anyio.Event)
     server: Server | None = None
@@ -53,7 +56,8 @@ async def acquire_shared_server(
     *,
     drain_timeout: float,
     max_inflight: int,
-    hooks: Any = None,
+    hooks: Observer | None = None,
+    publish: PublishSettings | None = None,
 ) -> Server:
     """Return this event loop's server for ``spec``, starting it on first use."""
     table = _table()
@@ -61,12 +65,17 @@ async def acquire_shared_server(
     if entry is not None and entry.server is not None and entry.server.closed:
         entry = None
     if entry is None:
-        entry = table[spec.name] = _Entry(settings)
+        entry = table[spec.name] = _Entry(settings, publish)
         spawn_loop_task(lambda: _host(table, spec, entry, drain_timeout, max_inflight, hooks))
     elif entry.settings != settings:
         raise ConfigError(
             f"a {spec.name} server with other settings ({_differing(entry.settings, settings)})"
             " already runs in this event loop; every manager of one mode shares one server"
+        )
+    elif entry.publish != publish:
+        raise ConfigError(
+            f"a {spec.name} server publishing with other discovery settings already runs in "
+            "this event loop; every manager of one mode shares one server"
         )
     entry.users += 1
     await entry.ready.wait()
@@ -105,7 +114,7 @@ async def _host(
     entry: _Entry,
     drain_timeout: float,
     max_inflight: int,
-    hooks: Any,
+    hooks: Observer | None,
 ) -> None:
     try:
         async with serve(
@@ -114,6 +123,7 @@ async def _host(
             drain_timeout=drain_timeout,
             max_inflight=max_inflight,
             hooks=hooks,
+            publish=entry.publish,
         ) as server:
             entry.server = server
             entry.ready.set()

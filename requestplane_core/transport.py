@@ -3,30 +3,36 @@
 A transport is a :class:`TransportSpec`: a name, a settings class, and two factories that build
 a :class:`TransportServer` and a :class:`TransportClient` from those settings. The rest of
 requestplane (and every user) only ever sees these abstract types: no socket, connection or
-protocol object of a transport leaks past them.
+protocol object of a transport leaks past them. Every type a transport touches is here: what
+its server is given to hand requests to (:class:`Dispatch`), what it answers through
+(:class:`Responder`), and :class:`Pending`. This module imports nothing else of the core but
+addresses, requests and errors: the contract sits at the bottom of the house.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
 from .address import Address
+from .errors import RequestPlaneError
+from .request import Request
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .dispatch import Dispatcher
-
 __all__ = [
     "Capabilities",
     "ClientStats",
+    "Dispatch",
+    "Pending",
+    "Responder",
     "ResponseStream",
     "TransportClient",
     "TransportServer",
@@ -34,6 +40,66 @@ __all__ = [
 ]
 
 S = TypeVar("S")
+
+
+class Responder(Protocol):
+    """How the dispatcher answers one request; the transport implements it.
+
+    The dispatcher calls exactly one of: :meth:`send_response`; :meth:`send_error`; or
+    :meth:`send_chunk` any number of times followed by :meth:`send_end` or :meth:`send_error`.
+    A method raises :class:`ConnectionLost` when the caller is gone (nothing more is sent) and
+    :class:`~requestplane_core.errors.PayloadTooLarge` for a response over the limit (the
+    dispatcher then sends that error instead).
+    """
+
+    async def send_response(self, payload: bytes) -> None: ...
+
+    async def send_chunk(self, payload: bytes) -> None: ...
+
+    async def send_end(self) -> None: ...
+
+    async def send_error(self, error: RequestPlaneError) -> None: ...
+
+
+_NOT_CALLED: Any = object()
+
+
+class Pending:
+    """A request :meth:`Dispatch.answer_now` could not answer at once: pass it on to
+    :meth:`Dispatch.handle`, in a task of its own."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: object = _NOT_CALLED) -> None:
+        # What a synchronous handler returned that still has to be awaited or streamed; the
+        # handler is not called a second time.
+        self.result = result
+
+
+_LATER = Pending()
+
+
+class Dispatch(Protocol):
+    """What a :class:`TransportServer` is given to hand its requests to (the core's
+    dispatcher): the semantics of every request (lookup, admission, deadlines, drain, error
+    mapping) live behind it, so that a transport only moves bytes."""
+
+    def answer_now(self, request: Request) -> bytes | RequestPlaneError | Pending:
+        """The outcome of ``request`` if it is known without awaiting: a synchronous
+        handler's answer (bytes) or a refusal (an error) to send from where the request was
+        read; or :class:`Pending`, for :meth:`handle` in a task of its own."""
+        ...
+
+    def handle(
+        self,
+        request: Request,
+        responder: Responder,
+        scope: anyio.CancelScope | None = None,
+        pending: Pending = _LATER,
+    ) -> Coroutine[Any, Any, None]:
+        """Run ``request`` to exactly one outcome, sent through ``responder`` (await it).
+        ``scope`` is the cancel scope the transport cancels when its caller cancels."""
+        ...
 
 
 def _backends(value: Iterable[str]) -> frozenset[str]:
@@ -211,17 +277,23 @@ class TransportServer(abc.ABC):
 
     The core drives it: :meth:`start`, then :meth:`endpoint_added` / :meth:`endpoint_removed`
     as endpoints come and go, then :meth:`aclose` after the dispatcher has drained. Every
-    request it receives goes to :meth:`Dispatcher.handle`, which owns lookup, admission,
+    request it receives goes to :meth:`Dispatch.handle`, which owns lookup, admission,
     deadlines, drain and error mapping, so a transport only moves bytes.
     """
 
     @abc.abstractmethod
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         """Bind and begin serving in ``task_group``; return once :meth:`address` is final."""
 
     @abc.abstractmethod
     def address(self, endpoint: str) -> Address:
         """The address callers use to reach ``endpoint`` on this server."""
+
+    def instance_address(self, endpoint: str) -> Address:
+        """The address that reaches ``endpoint`` on this server alone, which discovery
+        publishes. The default is :meth:`address`; a transport whose addresses may reach any
+        of several servers (a NATS queue group) returns its per-server one."""
+        return self.address(endpoint)
 
     async def endpoint_added(self, endpoint: str) -> None:  # noqa: B027 (optional hook)
         """Called after ``endpoint`` is registered (e.g. to subscribe to its subject)."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -143,8 +144,10 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_bad_address_and_bad_header_fail_clearly() -> None:
-    out = run("call", "not-an-address", "--data", "x")
-    assert (out.returncode, out.stderr.decode().split(":")[1].strip()) == (1, "ConfigError")
+    for bad in ("not an address", "localhost:8080/echo", "tcp:host/echo"):
+        out = run("call", bad, "--data", "x")
+        assert (out.returncode, out.stderr.decode().split(":")[1].strip()) == (1, "ConfigError")
+        assert "not a valid endpoint name" in out.stderr.decode()
     out = run("call", "tcp://127.0.0.1:1/echo", "-H", "novalue", "--data", "x")
     assert out.returncode == 1 and "expected KEY=VALUE" in out.stderr.decode()
 
@@ -152,8 +155,13 @@ def test_bad_address_and_bad_header_fail_clearly() -> None:
 def test_transports_lists_each_with_its_settings() -> None:
     out = run("transports", "--json")
     assert out.returncode == 0
-    records = {r["name"]: r for r in map(json.loads, out.stdout.decode().splitlines())}
+    lines = list(map(json.loads, out.stdout.decode().splitlines()))
+    records = {r["name"]: r for r in lines if r.get("kind") == "transport"}
     assert {"tcp", "http", "nats"} <= set(records)
+    discovery = {r["name"]: r for r in lines if r.get("kind") == "discovery"}
+    assert {"file", "static"} <= set(discovery)
+    file_envs = {s["env"]: s["default"] for s in discovery["file"]["settings"]}
+    assert file_envs["REQUESTPLANE_DISCOVERY_FILE_TTL"] == 10.0
     tcp = records["tcp"]
     assert tcp["distribution"] == "requestplane-tcp"
     envs = {s["env"]: s["default"] for s in tcp["settings"]}
@@ -161,3 +169,49 @@ def test_transports_lists_each_with_its_settings() -> None:
     assert envs["REQUESTPLANE_TCP_HOST"] == "127.0.0.1"
     human = run("transports")
     assert human.returncode == 0 and b"REQUESTPLANE_TCP_PORT" in human.stdout
+
+
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_serve_publishes_and_call_by_name_reaches_a_live_instance(
+    mode: str, backend: str, tmp_path: Path
+) -> None:
+    env = {"REQUESTPLANE_DISCOVERY_FILE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--json", "--mode", mode, "--backend", backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.monotonic() + BOUND
+        records = {}
+        while len(records) < 3:
+            line = read_line(proc, deadline)
+            assert line, proc.stderr.read() if proc.stderr else b""
+            record = json.loads(line)
+            records[record["name"]] = record
+        instance = records["echo"]["instance"]
+        assert {r["instance"] for r in records.values()} == {instance}
+        assert set(records) == {"echo", "stream", "whoami"}
+        call = ("call", "--backend", backend)
+        assert run(*call, "whoami", env=env).stdout.decode() == instance
+        assert run(*call, "echo", "--data", "hi", "--route", "p2c", env=env).stdout == b"hi"
+        out = run(*call, "stream", "--stream", "--data", "2", env=env)
+        assert out.stdout == b"0\n1\n"
+        listed = run("instances", "echo", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        (record,) = map(json.loads, listed.stdout.decode().splitlines())
+        assert record["instance"] == instance and record["transport"] == mode
+        names = run("instances", "--json", env=env).stdout.decode().splitlines()
+        assert {json.loads(n)["name"] for n in names} == {"echo", "stream", "whoami"}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=BOUND) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Withdrawn when it stopped: nothing left to call, said promptly and typed.
+    missing = run("call", "echo", "--data", "x", env=env)
+    assert missing.returncode == 1
+    assert "NoInstances" in missing.stderr.decode() and "0 known" in missing.stderr.decode()

@@ -30,7 +30,10 @@ class Target:
 def address_for(socket_path: PurePath, endpoint: str) -> Address:
     if not socket_path.is_absolute():
         raise ValueError(f"the socket path {socket_path} must be absolute")
-    return Address(SCHEME, _HOST, None, f"{str(socket_path).lstrip('/')}/{endpoint}")
+    # An endpoint name of several segments (llm/decode/generate) is set off from the socket
+    # path by an empty segment, which no socket path contains: path//llm/decode/generate.
+    sep = "//" if "/" in endpoint else "/"
+    return Address(SCHEME, _HOST, None, f"{str(socket_path).lstrip('/')}{sep}{endpoint}")
 
 
 def parse_target(address: Address | str) -> Target:
@@ -41,7 +44,9 @@ def parse_target(address: Address | str) -> Target:
         raise ConfigError(
             f"{str(parsed)!r}: Unix sockets are local; the host must be {_HOST!r}, without port"
         )
-    socket_path, sep, endpoint = parsed.path.rpartition("/")
+    socket_path, sep, endpoint = parsed.path.partition("//")
+    if not sep:
+        socket_path, sep, endpoint = parsed.path.rpartition("/")
     if not sep or not socket_path or not endpoint:
         raise ConfigError(
             f"{str(parsed)!r} is not a {SCHEME} address: expected "

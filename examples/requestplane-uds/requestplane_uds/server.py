@@ -16,7 +16,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from requestplane_core import (
     Address,
     ConfigError,
-    Dispatcher,
+    Dispatch,
     ProtocolError,
     Request,
     TransportServer,
@@ -45,7 +45,7 @@ CLOSE_GRACE = 1.0
 class UdsServer(TransportServer):
     def __init__(self, settings: UdsSettings) -> None:
         self._settings = settings
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatch | None = None
         self._path: Path | None = None
         self._private_dir: Path | None = None
         self._accepting = anyio.CancelScope()
@@ -56,7 +56,7 @@ class UdsServer(TransportServer):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
         listener = await self._listen()
         await task_group.start(self._serve, listener)

@@ -13,7 +13,7 @@ import sniffio
 
 from requestplane_core import (
     ConnectionLost,
-    Dispatcher,
+    Dispatch,
     EndpointNotFound,
     PayloadTooLarge,
     ProtocolError,
@@ -172,9 +172,9 @@ class _Oversize:
 
 
 class RpcApp:
-    """``POST {root}/{endpoint}`` -> :meth:`Dispatcher.handle`; everything else is refused."""
+    """``POST {root}/{endpoint}`` -> :meth:`Dispatch.handle`; everything else is refused."""
 
-    def __init__(self, dispatcher: Dispatcher, root_path: str, max_message_size: int) -> None:
+    def __init__(self, dispatcher: Dispatch, root_path: str, max_message_size: int) -> None:
         self._dispatcher = dispatcher
         self._prefix = root_path.rstrip("/") + "/"
         self._max_size = max_message_size
@@ -193,7 +193,7 @@ class RpcApp:
     async def _http(self, scope: Message, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         endpoint = path[len(self._prefix) :] if path.startswith(self._prefix) else ""
-        if not endpoint or "/" in endpoint:
+        if not endpoint:
             return await self._refuse(
                 scope,
                 receive,

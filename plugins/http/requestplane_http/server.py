@@ -12,7 +12,7 @@ import anyio
 import sniffio
 from anyio.abc import TaskGroup
 
-from requestplane_core import Address, ConfigError, Dispatcher, TransportServer
+from requestplane_core import Address, ConfigError, Dispatch, TransportServer
 
 from .asgi_app import RpcApp
 from .hypercorn_fixes import apply_hypercorn_fixes
@@ -46,7 +46,7 @@ class HttpServer(TransportServer):
         self._started = False
         self._advertise = settings.advertise_host or _advertised_host(settings.host)
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         settings = self._settings
         config = _hypercorn_config(settings)  # first: it checks the TLS files
         apply_hypercorn_fixes()

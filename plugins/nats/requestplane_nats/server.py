@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from requestplane_core import (
     Address,
     ConnectionLost,
-    Dispatcher,
+    Dispatch,
     Pending,
     Request,
     TransportServer,
@@ -50,7 +50,7 @@ class NatsTransportServer(TransportServer):
         self._settings = settings
         self.instance = settings.instance or uuid.uuid4().hex[:16]
         self._link: NatsLink | None = None
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatch | None = None
         self._tg: TaskGroup | None = None
         self._spawner: Spawner | None = None
         self._clock: Callable[[], float] = anyio.current_time
@@ -65,7 +65,7 @@ class NatsTransportServer(TransportServer):
         self._host = ""
         self._port: int | None = None
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         self._dispatcher, self._tg = dispatcher, task_group
         self._spawner = Spawner()
         await self._spawner.start(task_group)
@@ -100,6 +100,11 @@ class NatsTransportServer(TransportServer):
             subject = instance_subject(prefix, endpoint, self.instance)
         else:
             subject = endpoint_subject(prefix, endpoint)
+        return Address("nats", self._host, self._port, subject)
+
+    def instance_address(self, endpoint: str) -> Address:
+        # Discovery publishes what reaches this server alone: its per-instance subject.
+        subject = instance_subject(self._settings.subject_prefix, endpoint, self.instance)
         return Address("nats", self._host, self._port, subject)
 
     async def endpoint_added(self, endpoint: str) -> None:

@@ -45,6 +45,7 @@ from .framing import (
     REQUEST,
     RESPONSE,
     FrameError,
+    TruncatedFrame,
     decode_error,
     encode_request_head,
     frame_limits,
@@ -570,6 +571,11 @@ class TcpClient(TransportClient):
                     try:
                         await fc.run_reader(conn)
                         conn.reason = conn.reason or _lost(fc.peer, None)
+                    except TruncatedFrame as exc:
+                        # The server vanished (killed, say, with its send buffer full):
+                        # the connection is lost, like one lost between frames.
+                        log.info("tcp connection to %s lost: %s", fc.peer, exc)
+                        conn.reason = conn.reason or _copier(ConnectionLost(f"{fc.peer}: {exc}"))
                     except FrameError as exc:
                         log.warning("tcp connection to %s closed: %s", fc.peer, exc)
                         conn.reason = _copier(ProtocolError(f"{fc.peer} broke the protocol: {exc}"))

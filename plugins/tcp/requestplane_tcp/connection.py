@@ -68,6 +68,7 @@ class FrameConnection:
         self._buf = bytearray()
         self._write_now = socket_writer(stream)
         self._sending = False  # the writer task holds frames it has not handed over yet
+        self.parser: FrameParser | None = None  # while reading frames
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -123,6 +124,11 @@ class FrameConnection:
     @property
     def congested(self) -> bool:
         return self._out_bytes > HIGH_WATER
+
+    @property
+    def sending(self) -> bool:
+        """Frames are queued, or being written: the peer has something still to receive."""
+        return bool(self._out) or self._sending
 
     async def wait_drained(self) -> None:
         """Wait until the queue is below the high-water mark (call when :attr:`congested`)."""
@@ -208,7 +214,7 @@ class FrameConnection:
         would otherwise pile up without bound for a peer that sends and never reads. Only
         one side may pause, or two peers each waiting for the other to read would stall.
         """
-        parser = FrameParser(handler, self.limits, self._buf)
+        parser = self.parser = FrameParser(handler, self.limits, self._buf)
         self._buf = bytearray()
         parser.feed(b"")  # what arrived behind the preamble
         source = protocol_source(self.stream)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .framing import HEADER, HEADER_SIZE, FrameError
+from .framing import HEADER, HEADER_SIZE, TruncatedFrame
 
 __all__ = ["GATHER_FROM", "FrameHandler", "FrameParser", "body_bytes"]
 
@@ -49,7 +49,16 @@ class FrameHandler(Protocol):
 class FrameParser:
     """Calls ``handler`` for each frame in the bytes fed to it, in order."""
 
-    __slots__ = ("_buf", "_gathered", "_handler", "_limits", "_missing", "_parts", "_skip")
+    __slots__ = (
+        "_buf",
+        "_gathered",
+        "_handler",
+        "_limits",
+        "_missing",
+        "_parts",
+        "_skip",
+        "_span",
+    )
 
     def __init__(self, handler: FrameHandler, limits: list[int], buf: bytearray) -> None:
         """``limits[kind]`` is the longest body accepted for a frame kind (-1: none);
@@ -58,6 +67,8 @@ class FrameParser:
         self._limits = limits
         self._buf = buf
         self._skip = 0  # bytes of an oversized body still to discard
+        # Header and body size of the frame being skipped or gathered (for partial()).
+        self._span = 0
         # A large frame being gathered: its pieces, how much is missing, (kind, rid).
         self._parts: list[bytes | memoryview] | None = None
         self._missing = 0
@@ -93,6 +104,7 @@ class FrameParser:
                     handler.on_oversize(kind, rid, length)
                     if end > n:
                         self._skip = end - n
+                        self._span = HEADER_SIZE + length
                         pos = n
                         break
                     pos = end
@@ -108,15 +120,26 @@ class FrameParser:
             self._buf = buf[pos:]
 
     def at_eof(self) -> None:
-        """The peer closed: raise :class:`FrameError` if it did so in the middle of a frame."""
+        """The peer closed: raise :class:`TruncatedFrame` if it did so in the middle of a
+        frame."""
         if self._buf or self._skip or self._parts is not None:
-            raise FrameError("the peer closed the connection in the middle of a frame")
+            raise TruncatedFrame("the peer closed the connection in the middle of a frame")
+
+    def partial(self) -> int:
+        """How many bytes of an incomplete frame have arrived (0: between frames). Read by
+        the server's periodic check of stalled frames, never per frame."""
+        if self._skip:
+            return self._span - self._skip
+        if self._parts is not None:
+            return self._span - self._missing
+        return len(self._buf)
 
     def _start_gather(self, head: memoryview, kind: int, rid: int, length: int) -> None:
         # The old buffer stays as it is (a view of it is the first piece); a new one takes
         # whatever arrives after the frame.
         self._parts = [head[HEADER_SIZE:]]
-        self._missing = HEADER_SIZE + length - len(head)
+        self._span = HEADER_SIZE + length
+        self._missing = self._span - len(head)
         self._gathered = (kind, rid)
         self._buf = bytearray()
 

@@ -32,6 +32,7 @@ __all__ = [
     "RESPONSE",
     "VERSION",
     "FrameError",
+    "TruncatedFrame",
     "check_preamble",
     "decode_error",
     "decode_request",
@@ -86,6 +87,12 @@ def request_body_limit(max_message_size: int) -> int:
 class FrameError(Exception):
     """The peer broke the protocol; the connection must close. The message is safe to log:
     it describes the violation, never the bytes themselves."""
+
+
+class TruncatedFrame(FrameError):
+    """The peer closed the connection in the middle of a frame. Nothing it sent was wrong:
+    it vanished (killed, or its host or network went away while its send buffer was full),
+    so a caller sees the connection lost rather than a protocol error."""
 
 
 def check_preamble(data: bytes | bytearray | memoryview) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import ssl
@@ -15,7 +16,7 @@ from requestplane_core import (
     Address,
     ConfigError,
     ConnectionLost,
-    Dispatcher,
+    Dispatch,
     PayloadTooLarge,
     Pending,
     ProtocolError,
@@ -54,6 +55,10 @@ _WILDCARDS = {"0.0.0.0": socket.AF_INET, "::": socket.AF_INET6, "": socket.AF_IN
 _CLOSE_TIMEOUT = 5.0  # seconds aclose() gives connections to flush their queued frames
 _GOODBYE_TIMEOUT = 1.0  # seconds a misbehaving peer gets to receive why we close
 _CHUNKS_PER_YIELD = 16
+# Idle and stalled connections are looked for this many times per (shorter) timeout: a
+# coarse periodic check costs nothing per request, unlike a clock read or a timer per frame.
+_CHECKS_PER_TIMEOUT = 4
+_ACCEPT_RETRY = 0.1  # seconds between tries to accept while accepting fails (no fds left)
 
 
 class TcpServer(TransportServer):
@@ -65,7 +70,7 @@ class TcpServer(TransportServer):
         self._limits = frame_limits(
             {REQUEST: request_body_limit(settings.max_message_size), CANCEL: 0}
         )
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatch | None = None
         self._answer_now: Callable[[Request], bytes | RequestPlaneError | Pending] = _not_started
         self._tg: TaskGroup | None = None
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
@@ -77,10 +82,13 @@ class TcpServer(TransportServer):
         self._connections: set[_ServerConnection] = set()
         self._closing = False
         self._all_closed: anyio.Event | None = None
+        self._idle_timeout = settings.idle_timeout
+        self._frame_timeout = settings.frame_timeout
+        self._check_scope = anyio.CancelScope()
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         self._dispatcher = dispatcher
         self._answer_now = dispatcher.answer_now
         self._tg = task_group
@@ -96,14 +104,13 @@ class TcpServer(TransportServer):
         except OSError as exc:
             # A configuration problem (port in use, address not on this machine): ConfigError
             # reaches the caller of serve() as it is, not wrapped in an ExceptionGroup.
-            raise ConfigError(
-                f"the tcp server cannot listen on {host}:{self._settings.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            raise ConfigError(_listen_failure(host, self._settings.port, exc)) from exc
         self._port = self._listener.extra(SocketAttribute.local_port)
         self._advertise = await _advertise_host(self._settings)
         for listener in self._listener.listeners:
             task_group.start_soon(self._accept_loop, listener)
+        if self._idle_timeout is not None or self._frame_timeout is not None:
+            task_group.start_soon(self._check_loop)
         log.info(
             "tcp server listening on %s port %d%s (advertised as %s)",
             host,
@@ -127,6 +134,7 @@ class TcpServer(TransportServer):
     async def aclose(self) -> None:
         self._closing = True
         self._accept_scope.cancel()
+        self._check_scope.cancel()
         if self._listener is not None:
             await self._listener.aclose()
         if self._connections:
@@ -142,22 +150,53 @@ class TcpServer(TransportServer):
 
     async def _accept_loop(self, listener: Any) -> None:
         assert self._tg is not None
+        failed = 0  # tries that failed in a row
         with self._accept_scope:
             while True:
                 try:
                     stream = await listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                except anyio.ClosedResourceError:
                     return
-                except OSError as exc:
-                    # Out of file descriptors and the like: keep serving the connections we
-                    # have and try again shortly instead of spinning or dying.
-                    log.warning("tcp server cannot accept a connection: %s", exc)
-                    await anyio.sleep(0.1)
+                except (OSError, anyio.BrokenResourceError) as exc:
+                    # Out of file descriptors and the like (anyio on trio wraps the OSError
+                    # in BrokenResourceError; ending the loop there stopped accepting for
+                    # good): keep serving the connections we have and try again shortly
+                    # instead of spinning or dying. Logged once per burst: a line every try
+                    # would flood the log while it lasts.
+                    error = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) else exc
+                    if self._closing or not isinstance(error, OSError):
+                        return
+                    if not failed:
+                        log.warning(
+                            "tcp server cannot accept connections: %s; it keeps serving its "
+                            "open ones and tries again every %ss (connections closing, e.g. "
+                            "idle ones after REQUESTPLANE_TCP_IDLE_TIMEOUT, free descriptors)",
+                            error.strerror or error,
+                            _ACCEPT_RETRY,
+                        )
+                    failed += 1
+                    await anyio.sleep(_ACCEPT_RETRY)
                     continue
+                if failed:
+                    log.warning(
+                        "tcp server accepts connections again (after %d failed tries)", failed
+                    )
+                    failed = 0
                 if self._closing:
                     await stream.aclose()
                     return
                 self._tg.start_soon(self._serve_connection, stream)
+
+    async def _check_loop(self) -> None:
+        """Close idle connections, and those stalled in the middle of a frame, now and then."""
+        period = min(t for t in (self._idle_timeout, self._frame_timeout) if t is not None)
+        period /= _CHECKS_PER_TIMEOUT
+        with self._check_scope:
+            while True:
+                await anyio.sleep(period)
+                now = self._clock()
+                for conn in list(self._connections):
+                    conn.check(now, self._idle_timeout, self._frame_timeout)
 
     async def _serve_connection(self, stream: ByteStream) -> None:
         peer = _peer_name(stream)
@@ -178,7 +217,7 @@ class TcpServer(TransportServer):
                 log.info("tcp connection from %s closed during the TLS handshake", peer)
                 await close_quietly(stream)
                 return
-        conn = _ServerConnection(self, FrameConnection(stream, peer, self._limits))
+        conn = _ServerConnection(self, FrameConnection(stream, peer, self._limits), self._clock())
         self._connections.add(conn)
         try:
             with conn.scope:
@@ -263,15 +302,83 @@ class TcpServer(TransportServer):
 class _ServerConnection:
     """The request table of one accepted connection."""
 
-    __slots__ = ("active", "fc", "scope", "server", "spawn", "tasks")
+    __slots__ = (
+        "active",
+        "closing",
+        "fc",
+        "frame_since",
+        "frame_start",
+        "quiet_since",
+        "scope",
+        "seen",
+        "server",
+        "spawn",
+        "tasks",
+    )
 
-    def __init__(self, server: TcpServer, fc: FrameConnection) -> None:
+    def __init__(self, server: TcpServer, fc: FrameConnection, now: float) -> None:
         self.server = server
         self.fc = fc
         self.scope = anyio.CancelScope()
         self.active: dict[int, _Responder] = {}
         self.spawn: Spawn = _not_reading
         self.tasks = RequestTasks()  # replaced by the running one while reading
+        # What check() saw last: bytes received, since when nothing happened, and where in
+        # the byte stream the incomplete frame began (-1: none) and since when.
+        self.seen = 0
+        self.quiet_since = now
+        self.frame_start = -1
+        self.frame_since = now
+        self.closing = False  # told the peer why it is closed; cancelled at the next check
+
+    def check(self, now: float, idle_timeout: float | None, frame_timeout: float | None) -> None:
+        """Close the connection if it idled, or stalled inside a frame, for too long.
+
+        Activity is the count of bytes received, which the reader keeps anyway: nothing is
+        added per frame or request."""
+        fc = self.fc
+        parser = fc.parser
+        if parser is None:
+            return  # still in its handshake, which the connect timeout bounds
+        if self.closing:
+            self.scope.cancel()  # the goodbye could not be sent in a whole period
+            return
+        received = fc.bytes_received
+        if received != self.seen or self.active or fc.sending:
+            # Bytes came, a handler runs, or an answer is still on its way: never idle.
+            self.seen = received
+            self.quiet_since = now
+        elif idle_timeout is not None and now - self.quiet_since >= idle_timeout:
+            log.debug(
+                "tcp connection from %s closed: idle for %.0fs (REQUESTPLANE_TCP_IDLE_TIMEOUT)",
+                fc.peer,
+                now - self.quiet_since,
+            )
+            self.scope.cancel()
+            return
+        if frame_timeout is None:
+            return
+        partial = parser.partial()
+        if not partial or fc.congested:
+            # Between frames; or not reading because the peer does not read its answers.
+            self.frame_start = -1
+            return
+        start = received - partial
+        if start != self.frame_start:
+            self.frame_start = start
+            self.frame_since = now
+        elif now - self.frame_since >= frame_timeout:
+            why = (
+                f"a frame begun {now - self.frame_since:.0f}s ago is still incomplete "
+                f"(REQUESTPLANE_TCP_FRAME_TIMEOUT is {frame_timeout}s)"
+            )
+            log.warning("tcp connection from %s closed: %s", fc.peer, why)
+            self.closing = True
+            try:
+                fc.send(encode_error(0, ProtocolError(f"the server closes: {why}")))
+            except ConnectionLost:
+                pass
+            fc.close()  # the writer sends the goodbye, then ends the connection
 
     def on_frame(self, kind: int, rid: int, body: memoryview) -> None:
         if kind == REQUEST:
@@ -442,6 +549,21 @@ async def _advertise_host(settings: TcpSettings) -> str:
         return str(infos[0][4][0])
     except (OSError, IndexError):
         return "127.0.0.1" if family == socket.AF_INET else "::1"
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> str:
+    """Why the server cannot listen, naming the variable to change (the port when it is
+    taken or privileged, the host otherwise)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return (
+            f"the tcp server cannot listen on {host}:{port}: {reason}; REQUESTPLANE_TCP_PORT "
+            f"sets the port (now {port}): choose a free one, or 0 to let the OS choose"
+        )
+    return (
+        f"the tcp server cannot listen on {host}:{port}: {reason}; REQUESTPLANE_TCP_HOST sets "
+        f"the interface (now {host!r}): an address of this machine, or 0.0.0.0 / :: for all"
+    )
 
 
 def _peer_name(stream: ByteStream) -> str:

@@ -62,6 +62,23 @@ class TcpSettings:
         accepts="a number of seconds > 0, or 'none'",
         check=positive_finite,
     )
+    idle_timeout: float | None = setting(
+        75.0,
+        help="seconds the server keeps a connection open with nothing in flight (no handler "
+        "running, nothing left to send) and no bytes arriving; then it closes it, so idle "
+        "and stalled peers cannot hold its file descriptors forever (75: HTTP's keep-alive "
+        "default); none: never",
+        accepts="a number of seconds > 0, or 'none'",
+        check=positive_finite,
+    )
+    frame_timeout: float | None = setting(
+        60.0,
+        help="seconds a frame the server has begun to receive may take to arrive whole, even "
+        "while requests are in flight; a peer that stalls (or trickles) in the middle of a "
+        "frame is then told why and disconnected; none: no bound",
+        accepts="a number of seconds > 0, or 'none'",
+        check=positive_finite,
+    )
     tls: bool = setting(
         False,
         help="speak TLS: the server needs tls_cert (and tls_key); clients verify the server "

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import ByteStream, Process, SocketStream
 from requestplane_tcp.framing import (
     HEADER,
     HEADER_SIZE,
@@ -60,6 +63,58 @@ async def echo(request: Any) -> bytes:
     return bytes(request.payload)
 
 
+# -- a server in a process of its own ----------------------------------------------------------
+
+SERVER_SCRIPT = Path(__file__).with_name("tcp_server_process.py")
+SERVER_ENDPOINTS = 4
+
+
+@asynccontextmanager
+async def server_process(
+    port: int, backend: str, *options: str, capture_stderr: bool = False
+) -> AsyncIterator[tuple[Process, dict[str, Address]]]:
+    """``tcp_server_process.py`` serving its endpoints; ``options`` are its ``NAME=VALUE``
+    arguments. Killed on leaving, if it still runs."""
+    process = await anyio.open_process(
+        [sys.executable, str(SERVER_SCRIPT), str(port), backend, *options],
+        stderr=subprocess.PIPE if capture_stderr else None,
+    )
+    try:
+        assert process.stdout is not None
+        lines = b""
+        with anyio.fail_after(BOUND * 2):
+            while lines.count(b"\n") < SERVER_ENDPOINTS:
+                lines += await process.stdout.receive()
+        addresses = {a.endpoint: a for a in map(Address.parse, lines.decode().split())}
+        yield process, addresses
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.CancelScope(shield=True):
+            await process.wait()
+            await process.aclose()
+
+
+class LogLines:
+    """The lines a server process writes to its stderr, read as they come."""
+
+    def __init__(self, process: Process) -> None:
+        assert process.stderr is not None
+        self._stderr = process.stderr
+        self._partial = b""
+        self.lines: list[str] = []
+
+    async def wait_for(self, text: str) -> None:
+        """Read until a line containing ``text`` has come (bound it with fail_after)."""
+        while not any(text in line for line in self.lines):
+            data = self._partial + await self._stderr.receive()
+            *complete, self._partial = data.split(b"\n")
+            self.lines += [line.decode(errors="replace") for line in complete]
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+
 # -- raw protocol ----------------------------------------------------------------------------
 
 
@@ -85,7 +140,7 @@ async def raw_connect(address: Address, *, preamble: bytes | None = PREAMBLE) ->
     return stream
 
 
-async def read_to_eof(stream: SocketStream) -> bytes:
+async def read_to_eof(stream: ByteStream) -> bytes:
     """Everything the peer sends until it closes (raises on a hang via the caller's bound)."""
     data = bytearray()
     while True:
@@ -98,7 +153,7 @@ async def read_to_eof(stream: SocketStream) -> bytes:
 class RawReader:
     """Reads the server's preamble and then whole frames from a raw connection."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.buf = bytearray()
 

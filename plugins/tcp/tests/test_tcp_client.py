@@ -253,6 +253,36 @@ async def test_connection_loss_fails_every_inflight_call_promptly() -> None:
         assert c.stats.errors == 3
 
 
+@pytest.mark.parametrize(
+    ("promised", "sent"),
+    [(100, 5), (100, 40), (1 << 20, 300_000)],
+    ids=["in-the-header", "in-the-body", "in-a-gathered-body"],
+)
+async def test_a_server_vanishing_mid_frame_is_connection_lost(promised: int, sent: int) -> None:
+    """Truncation is the connection breaking, not the server speaking something else: the
+    same ConnectionLost as a server vanishing between frames (ProtocolError, a subclass,
+    is for bytes that are wrong)."""
+
+    async def vanish_mid_frame(stream: SocketStream) -> None:
+        await stream.send(PREAMBLE)
+        reader = RawReader(stream)
+        await reader.preamble()
+        _kind, rid, _body = await reader.frame()
+        await stream.send(frame(RESPONSE, rid, b"r" * promised)[:sent])
+        # leaving closes the socket in the middle of that frame
+
+    async with fake_server(vanish_mid_frame) as addr, client() as c:
+        for call in ("request", "stream"):
+            with anyio.fail_after(BOUND), pytest.raises(ConnectionLost) as info:
+                if call == "request":
+                    await c.request(addr("x"), b"")
+                else:
+                    async for _ in c.stream(addr("x"), b""):
+                        pass
+            assert not isinstance(info.value, ProtocolError), call
+            assert "middle of a frame" in str(info.value)
+
+
 async def test_connect_refused_is_unavailable() -> None:
     """Nothing was sent, so the failure is the retriable one: another instance may serve."""
     async with client() as c:

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
-from tcp_test_helpers import BOUND, client
+from tcp_test_helpers import BOUND, client, server_process
 
-from requestplane_core import Address, ConnectionLost
+from requestplane_core import ConnectionLost, ProtocolError
 
 pytestmark = pytest.mark.anyio
 
-SCRIPT = Path(__file__).with_name("tcp_server_process.py")
-
-
-@asynccontextmanager
-async def server_process(
-    port: int, backend: str
-) -> AsyncIterator[tuple[Process, dict[str, Address]]]:
-    process = await anyio.open_process(
-        [sys.executable, str(SCRIPT), str(port), backend], stderr=None
-    )
-    try:
-        assert process.stdout is not None
-        lines = b""
-        with anyio.fail_after(BOUND * 2):
-            while lines.count(b"\n") < 3:
-                lines += await process.stdout.receive()
-        addresses = {a.endpoint: a for a in map(Address.parse, lines.decode().split())}
-        yield process, addresses
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with anyio.CancelScope(shield=True):
-            await process.wait()
-            await process.aclose()
+# The lagging consumer: CPU work per chunk (~5 ms), and how long the server is let fill
+# its send buffer before it is killed.
+_DIGESTS_PER_CHUNK = 8
+_KILL_AFTER_CHUNKS = 8
 
 
 async def test_sigkill_fails_inflight_calls_and_a_restart_is_used(anyio_backend: str) -> None:
@@ -74,3 +50,21 @@ async def test_sigkill_fails_inflight_calls_and_a_restart_is_used(anyio_backend:
         async with server_process(port, anyio_backend) as (_process, again):
             with anyio.fail_after(BOUND):
                 assert await c.request(again["echo"], b"after") == b"after"
+
+
+async def test_sigkill_in_the_middle_of_a_frame_is_connection_lost(anyio_backend: str) -> None:
+    """A server killed while a stream's consumer lags (it digests each 1 MiB chunk
+    synchronously, so its connection is read only between chunks and the server's send
+    buffer fills up; the server dies with a chunk half sent): the caller sees the
+    connection lost, not a protocol error."""
+    async with client() as c, server_process(0, anyio_backend) as (process, addresses):
+        with anyio.fail_after(BOUND):
+            chunks = 0
+            with pytest.raises(ConnectionLost) as info:
+                async for chunk in c.stream(addresses["bulk"], b""):
+                    for _ in range(_DIGESTS_PER_CHUNK):
+                        hashlib.sha256(chunk).digest()
+                    chunks += 1
+                    if chunks == _KILL_AFTER_CHUNKS:
+                        process.send_signal(signal.SIGKILL)
+    assert not isinstance(info.value, ProtocolError), info.value

@@ -117,3 +117,27 @@ def test_eof_between_frames_is_clean() -> None:
     parser = FrameParser(Recorder(), LIMITS, bytearray())
     parser.feed(frame(REQUEST, 1, b"x") * 3)
     parser.at_eof()
+
+
+@pytest.mark.parametrize("cut", [1, 7, 9, 1000, 65536, 300_000])
+def test_partial_counts_the_bytes_of_the_incomplete_frame(cut: int) -> None:
+    """What the server's stalled-frame check reads: 0 between frames, else how much of the
+    frame in progress arrived, whether it is buffered, skipped (oversized) or gathered."""
+    frames = [
+        frame(REQUEST, 1, b"a" * 700),
+        frame(REQUEST, 2, b"o" * ((1 << 20) + 1)),  # over the limit: skipped
+        frame(REQUEST, 3, b"g" * (GATHER_FROM + 5)),  # gathered when cut small enough
+        frame(CANCEL, 4),
+    ]
+    boundaries = [0]
+    for f in frames:
+        boundaries.append(boundaries[-1] + len(f))
+    data = b"".join(frames)
+    recorder = Recorder()
+    parser = FrameParser(recorder, LIMITS, bytearray())
+    for pos in range(0, len(data), cut):
+        parser.feed(data[pos : pos + cut])
+        fed = min(pos + cut, len(data))
+        assert parser.partial() == fed - max(b for b in boundaries if b <= fed), fed
+    assert parser.partial() == 0
+    assert [rid for _kind, rid, _body in recorder.frames] == [1, 3, 4]

@@ -31,6 +31,8 @@ def test_defaults() -> None:
     assert (s.host, s.port, s.advertise_host) == ("127.0.0.1", 0, None)
     assert s.max_message_size == 32 * 1024 * 1024
     assert (s.connect_timeout, s.request_timeout) == (10.0, None)
+    # HTTP's keep-alive (REQUESTPLANE_HTTP_KEEP_ALIVE_TIMEOUT) for idle connections.
+    assert (s.idle_timeout, s.frame_timeout) == (75.0, 60.0)
     assert not s.tls
 
 
@@ -49,6 +51,9 @@ def test_values_from_the_environment() -> None:
     assert (s.max_message_size, s.connect_timeout, s.request_timeout) == (1048576, 2.5, 30.0)
     assert s.tls and s.tls_cert == Path("/etc/rp/cert.pem")
     assert _load(request_timeout="none").request_timeout is None
+    s = _load(idle_timeout="2.5", frame_timeout="none")
+    assert (s.idle_timeout, s.frame_timeout) == (2.5, None)
+    assert _load(idle_timeout="none").idle_timeout is None
 
 
 @pytest.mark.parametrize(
@@ -63,6 +68,10 @@ def test_values_from_the_environment() -> None:
         ("connect_timeout", "inf"),
         ("request_timeout", "-5"),
         ("request_timeout", "soon"),
+        ("idle_timeout", "0"),
+        ("idle_timeout", "forever"),
+        ("frame_timeout", "-1"),
+        ("frame_timeout", "inf"),
         ("host", "   "),
         ("tls", "maybe"),
     ],
@@ -139,6 +148,18 @@ async def test_a_wildcard_bind_advertises_a_reachable_address() -> None:
 async def test_bind_failure_is_a_clear_error() -> None:
     # serve() lets a transport's ConfigError out as it is (no ExceptionGroup around it).
     async with running({"echo": echo}) as (_server, addresses):
-        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:"):
-            async with running({"echo": echo}, port=addresses["echo"].port):
+        port = addresses["echo"].port
+        with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:") as caught:
+            async with running({"echo": echo}, port=port):
                 pass
+    # A newcomer learns which variable sets the port, and its value.
+    assert f"REQUESTPLANE_TCP_PORT sets the port (now {port})" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_host_that_is_not_this_machines_names_the_host_variable() -> None:
+    # 192.0.2.1 (TEST-NET-1) is never an address of this machine: EADDRNOTAVAIL.
+    with pytest.raises(ConfigError, match=r"cannot listen on 192\.0\.2\.1:") as caught:
+        async with running({"echo": echo}, host="192.0.2.1"):
+            pass
+    assert "REQUESTPLANE_TCP_HOST sets the interface (now '192.0.2.1')" in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -10,9 +11,22 @@ from typing import ClassVar
 import anyio
 import pytest
 import trustme
-from tcp_test_helpers import BOUND, client, echo, running
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
+from requestplane_tcp.framing import ERROR, PREAMBLE, RESPONSE
+from tcp_test_helpers import (
+    BOUND,
+    RawReader,
+    client,
+    echo,
+    frame,
+    parse_frames,
+    read_to_eof,
+    request_frame,
+    running,
+)
 
-from requestplane_core import ProtocolError, Request
+from requestplane_core import Address, ConnectionLost, ProtocolError, Request
 from requestplane_core.testing import TransportConformance
 
 pytestmark = pytest.mark.anyio
@@ -170,6 +184,65 @@ async def test_tls_client_to_a_plaintext_server(certs: Certs) -> None:
     ):
         with anyio.fail_after(BOUND), pytest.raises(ProtocolError, match="TLS"):
             await c.request(addresses["echo"], b"")
+
+
+async def _tls_connect(address: Address, certs: Certs) -> TLSStream:
+    assert address.port is not None
+    context = ssl.create_default_context(cafile=certs.ca_file)
+    tcp = await anyio.connect_tcp(address.host, address.port)
+    stream = await TLSStream.wrap(
+        tcp, hostname=address.host, ssl_context=context, standard_compatible=False
+    )
+    await stream.send(PREAMBLE)
+    return stream
+
+
+@pytest.mark.parametrize("sent", ["preamble", "half a frame"])
+async def test_idle_and_stalled_tls_connections_are_closed(certs: Certs, sent: str) -> None:
+    """The receive loop TLS reads through closes them like the plain ones."""
+    server = {"tls": True, "tls_cert": certs.server_pem}
+    timeouts = (
+        {"idle_timeout": 0.3} if sent == "preamble" else {"idle_timeout": 5, "frame_timeout": 0.3}
+    )
+    async with running({"echo": echo}, **server, **timeouts) as (_srv, addresses):
+        with anyio.fail_after(BOUND):
+            stream = await _tls_connect(addresses["echo"], certs)
+            if sent == "half a frame":
+                await stream.send(request_frame(1, "echo", b"x" * 100)[:50])
+            answer = await read_to_eof(stream)
+            await stream.aclose()
+        assert answer.startswith(PREAMBLE)
+        frames = parse_frames(answer[len(PREAMBLE) :])
+        if sent == "preamble":
+            assert frames == []
+        else:
+            assert frames[-1][:2] == (ERROR, 0)
+            assert b"REQUESTPLANE_TCP_FRAME_TIMEOUT" in frames[-1][2]
+
+
+async def test_a_tls_server_vanishing_mid_frame_is_connection_lost(certs: Certs) -> None:
+    context = certs.ca.issue_cert("127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.configure_cert(server_context)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    address = Address("tcp", "127.0.0.1", listener.extra(SocketAttribute.local_port), "x")
+
+    async def vanish_mid_frame(tcp: anyio.abc.SocketStream) -> None:
+        stream = await TLSStream.wrap(tcp, server_side=True, ssl_context=server_context)
+        await stream.send(PREAMBLE)
+        reader = RawReader(stream)
+        await reader.preamble()
+        _kind, rid, _body = await reader.frame()
+        await stream.send(frame(RESPONSE, rid, b"r" * 100)[:40])
+        await tcp.aclose()  # no close_notify: the TCP connection just ends
+
+    async with anyio.create_task_group() as tg, client(tls=True, tls_ca=certs.ca_file) as c:
+        tg.start_soon(listener.serve, vanish_mid_frame)
+        with anyio.fail_after(BOUND), pytest.raises(ConnectionLost) as info:
+            await c.request(address, b"")
+        tg.cancel_scope.cancel()
+    assert not isinstance(info.value, ProtocolError)
+    assert "middle of a frame" in str(info.value)
 
 
 class TestTcpMutualTlsConformance(TransportConformance):

@@ -1,7 +1,7 @@
 """The conformance suite and the tests of this transport's own machinery (native request
-tasks, loop timers, waiters, gathered frames, the protocol reader) once more on uvloop,
-which the benchmarks use and whose tasks, futures, timers and transports are its own C
-implementations."""
+tasks, loop timers, waiters, gathered frames, the protocol reader, closing idle and stalled
+connections) once more on uvloop, which the benchmarks use and whose tasks, futures,
+timers and transports are its own C implementations."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ if importlib.util.find_spec("uvloop") is None:
     pytest.skip("uvloop is not installed", allow_module_level=True)
 
 from test_tcp_deadlines import *  # noqa: F403
+from test_tcp_idle_timeout import *  # noqa: F403
 from test_tcp_large_frames import *  # noqa: F403
 from test_tcp_protocol_reader import *  # noqa: F403
 from test_tcp_request_tasks import *  # noqa: F403
