@@ -13,22 +13,20 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from requestplane_core import (
-    Address,
+from requestplane_core import Address
+from requestplane_core.plugin_api import (
+    Dispatch,
     ResponseStream,
     TransportClient,
     TransportServer,
     TransportSpec,
 )
-
-if TYPE_CHECKING:
-    from requestplane_core import Dispatcher
 
 __all__ = ["CaseTimeout", "bounded_case", "bounded_spec", "server_crashes"]
 
@@ -62,11 +60,14 @@ class _BoundedServer(TransportServer):
         self._inner = inner
         self._seconds = seconds
 
-    async def start(self, dispatcher: Dispatcher, task_group: TaskGroup) -> None:
+    async def start(self, dispatcher: Dispatch, task_group: TaskGroup) -> None:
         await _step("server start()", self._seconds, self._inner.start(dispatcher, task_group))
 
     def address(self, endpoint: str) -> Address:
         return self._inner.address(endpoint)
+
+    def instance_address(self, endpoint: str) -> Address:
+        return self._inner.instance_address(endpoint)
 
     async def endpoint_added(self, endpoint: str) -> None:
         await _step("server endpoint_added()", self._seconds, self._inner.endpoint_added(endpoint))
