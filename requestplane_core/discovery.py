@@ -140,7 +140,10 @@ def instance_from_json(data: bytes | str) -> tuple[Instance, dict[str, Any]]:
     a corrupt entry with a warning instead of failing.
     """
     try:
-        record = json.loads(data)
+        try:
+            record = json.loads(data)
+        except RecursionError:  # nested too deep for the parser: no record nests at all
+            raise ValueError("not a JSON object (nested too deeply)") from None
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
         registered = record.get("registered_at", 0.0)
@@ -250,7 +253,9 @@ class InstanceFeed(Watch):
             self._known = current
             self._emit(Snapshot(tuple(sorted(current.values(), key=_order))))
             return
-        for key, old in list(self._known.items()):
+        # In key order, like the additions: the same difference gives the same events
+        # whatever order the backend listed the instances in.
+        for key, old in sorted(self._known.items()):
             new = current.get(key)
             if new is None or new.address != old.address:
                 del self._known[key]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
@@ -161,53 +161,37 @@ class PluginRegistry:
         except pluggy.PluginValidationError:
             self.manager.unregister(module)
             raise
-        self._collect_discovery(module, name, distribution, version)
-        impls = [
-            impl
-            for impl in self.manager.hook.requestplane_transports.get_hookimpls()
-            if impl.plugin is module
-        ]
-        for impl in impls:
-            provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
-            for spec in provided:
-                if not isinstance(spec, TransportSpec):
-                    raise ConfigError(
-                        f"plugin {name!r} returned {spec!r} from requestplane_transports; "
-                        "expected TransportSpec records"
-                    )
-                other = self.transports.get(spec.name)
-                if other is not None:
-                    raise ConfigError(
-                        f"transport {spec.name!r} is provided twice: by "
-                        f"{_who(other.plugin, other.distribution)} and by "
-                        f"{_who(name, distribution)}; uninstall one of them"
-                    )
-                self.transports[spec.name] = LoadedTransport(spec, name, distribution, version)
+        origin = (name, distribution, version)
+        for spec in self._provided(module, name, "requestplane_transports", TransportSpec):
+            self._add(self.transports, "transport", spec, LoadedTransport(spec, *origin))
+        for spec in self._provided(module, name, "requestplane_discovery_backends", DiscoverySpec):
+            self._add(self.discovery, "discovery backend", spec, LoadedDiscovery(spec, *origin))
 
-    def _collect_discovery(
-        self, module: object, name: str, distribution: str | None, version: str | None
-    ) -> None:
-        impls = [
-            impl
-            for impl in self.manager.hook.requestplane_discovery_backends.get_hookimpls()
-            if impl.plugin is module
-        ]
-        for impl in impls:
-            provided: Iterable[object] = impl.function() or ()  # type: ignore[assignment]
-            for spec in provided:
-                if not isinstance(spec, DiscoverySpec):
+    def _provided(self, module: object, name: str, hook: str, kind: type[Any]) -> list[Any]:
+        """The records ``module``'s implementation of ``hook`` returns, checked for type."""
+        found: list[Any] = []
+        for impl in getattr(self.manager.hook, hook).get_hookimpls():
+            if impl.plugin is not module:
+                continue
+            for spec in impl.function() or ():
+                if not isinstance(spec, kind):
                     raise ConfigError(
-                        f"plugin {name!r} returned {spec!r} from "
-                        "requestplane_discovery_backends; expected DiscoverySpec records"
+                        f"plugin {name!r} returned {spec!r} from {hook}; "
+                        f"expected {kind.__name__} records"
                     )
-                other = self.discovery.get(spec.name)
-                if other is not None:
-                    raise ConfigError(
-                        f"discovery backend {spec.name!r} is provided twice: by "
-                        f"{_who(other.plugin, other.distribution)} and by "
-                        f"{_who(name, distribution)}; uninstall one of them"
-                    )
-                self.discovery[spec.name] = LoadedDiscovery(spec, name, distribution, version)
+                found.append(spec)
+        return found
+
+    @staticmethod
+    def _add(table: dict[str, Any], what: str, spec: Any, loaded: Any) -> None:
+        other = table.get(spec.name)
+        if other is not None:
+            raise ConfigError(
+                f"{what} {spec.name!r} is provided twice: by "
+                f"{_who(other.plugin, other.distribution)} and by "
+                f"{_who(loaded.plugin, loaded.distribution)}; uninstall one of them"
+            )
+        table[spec.name] = loaded
 
 
 def _who(plugin: str, distribution: str | None) -> str:

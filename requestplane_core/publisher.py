@@ -20,7 +20,6 @@ from anyio.abc import TaskGroup
 
 from .address import Address
 from .discovery import DiscoveryBackend, DiscoverySpec, Instance, validate_name
-from .errors import RequestPlaneError
 
 __all__ = ["PublishSettings", "Publisher", "new_instance_id"]
 
@@ -91,8 +90,9 @@ class Publisher:
         try:
             with anyio.CancelScope(shield=True):
                 await self.backend.unregister(instance)
-        except RequestPlaneError as exc:
-            # The record then expires on its own (lease, TTL); the server must still drain.
+        except Exception as exc:
+            # The record then expires on its own (lease, TTL); the server must still drain,
+            # whatever the backend raised (a plugin's bug included).
             log.warning(
                 "could not withdraw %s (instance %s) from %s: %s",
                 name,
@@ -114,5 +114,5 @@ class Publisher:
             await self.withdraw_all()
             try:
                 await self.backend.aclose()
-            except RequestPlaneError as exc:
+            except Exception as exc:  # the server is closed all the same
                 log.warning("closing %s failed: %s", self.backend.describe(), exc)

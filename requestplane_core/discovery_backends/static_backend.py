@@ -79,6 +79,7 @@ class StaticDiscovery(DiscoveryBackend):
                 keys.add(instance.key)
                 self._instances.append(instance)
         self._source = settings.file or _VAR
+        self._watches: set[InstanceFeed] = set()
 
     def describe(self) -> str:
         return f"static discovery from {self._source}"
@@ -104,9 +105,14 @@ class StaticDiscovery(DiscoveryBackend):
 
     def watch(self, name: str) -> Watch:
         validate_name(name)
-        feed = InstanceFeed(name)
+        feed = InstanceFeed(name, on_close=lambda: self._watches.discard(feed))
         feed.replace(self._instances)  # the snapshot; nothing ever changes after it
+        self._watches.add(feed)
         return feed
 
     async def aclose(self) -> None:
+        # The contract: closing the backend ends its watches (a caller iterating one would
+        # otherwise wait forever on a list that never changes).
+        for feed in list(self._watches):
+            await feed.aclose()
         await anyio.lowlevel.checkpoint()

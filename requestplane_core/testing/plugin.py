@@ -15,18 +15,75 @@ or provides the settings as a fixture (when they depend on another fixture)::
 Every conformance case then runs against that transport, on asyncio and trio, collected
 under that ``conftest.py``. Subclassing :class:`~requestplane_core.testing.TransportConformance`
 in a test module does the same, explicitly.
+
+A discovery backend's ``conftest.py`` does the same for the discovery kit::
+
+    requestplane_discovery = "mine"
+    requestplane_discovery_settings = {"url": "..."}   # or a fixture of that name
+
+and may provide the kit's optional fixtures under ``requestplane_``-prefixed names
+(``requestplane_discovery_store_restart``, ``requestplane_expected_instances`` with
+``requestplane_discovery_read_only = True``, ``requestplane_discovery_transport``).
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ..discovery import Instance
 from .conformance import TransportConformance
+from .discovery_conformance import DiscoveryConformance, StoreRestart
+
+
+def _given(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
+    """The conftest's fixture ``name`` if it has one, else ``default``."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return default
+
+
+def _discovery_class(conftest: Any) -> type:
+    settings = getattr(conftest, "requestplane_discovery_settings", {})
+    if callable(settings):
+        settings = {}  # a fixture: read per test below
+
+    class TestRequestplaneDiscoveryConformance(DiscoveryConformance):
+        @pytest.fixture
+        def discovery_settings(self, request: pytest.FixtureRequest) -> Mapping[str, object]:
+            return dict(_given(request, "requestplane_discovery_settings", settings))
+
+        @pytest.fixture
+        def discovery_store_restart(self, request: pytest.FixtureRequest) -> StoreRestart | None:
+            restart: StoreRestart | None = _given(
+                request, "requestplane_discovery_store_restart", None
+            )
+            return restart
+
+        @pytest.fixture
+        def expected_instances(self, request: pytest.FixtureRequest) -> Sequence[Instance]:
+            found: Sequence[Instance] = _given(request, "requestplane_expected_instances", ())
+            return found
+
+        @pytest.fixture
+        def discovery_transport(
+            self, request: pytest.FixtureRequest
+        ) -> tuple[str, Mapping[str, object]]:
+            transport: tuple[str, Mapping[str, object]] = _given(
+                request, "requestplane_discovery_transport", ("tcp", {"port": 0})
+            )
+            return transport
+
+    TestRequestplaneDiscoveryConformance.backend_name = str(conftest.requestplane_discovery)
+    TestRequestplaneDiscoveryConformance.read_only = bool(
+        getattr(conftest, "requestplane_discovery_read_only", False)
+    )
+    return TestRequestplaneDiscoveryConformance
 
 
 def _conformance_class(mode: str, settings: Mapping[str, object]) -> type:
@@ -49,13 +106,19 @@ class ConformanceModule(pytest.Module):
     conftest: Any
 
     def _getobj(self) -> types.ModuleType:
-        module = types.ModuleType(
-            f"requestplane_conformance_{self.conftest.requestplane_transport}"
+        named = getattr(self.conftest, "requestplane_transport", None) or getattr(
+            self.conftest, "requestplane_discovery", None
         )
-        module.TestRequestplaneConformance = _conformance_class(  # type: ignore[attr-defined]
-            str(self.conftest.requestplane_transport),
-            getattr(self.conftest, "requestplane_settings", {}),
-        )
+        module = types.ModuleType(f"requestplane_conformance_{named}")
+        if getattr(self.conftest, "requestplane_transport", None):
+            module.TestRequestplaneConformance = _conformance_class(  # type: ignore[attr-defined]
+                str(self.conftest.requestplane_transport),
+                getattr(self.conftest, "requestplane_settings", {}),
+            )
+        if getattr(self.conftest, "requestplane_discovery", None):
+            module.TestRequestplaneDiscoveryConformance = _discovery_class(  # type: ignore[attr-defined]
+                self.conftest
+            )
         return module
 
 
@@ -63,7 +126,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if file_path.name != "conftest.py":
         return None
     conftest = parent.config.pluginmanager.get_plugin(str(file_path))
-    if not getattr(conftest, "requestplane_transport", None):
+    if not getattr(conftest, "requestplane_transport", None) and not getattr(
+        conftest, "requestplane_discovery", None
+    ):
         return None
     node = ConformanceModule.from_parent(parent, path=file_path)
     node.conftest = conftest

@@ -135,8 +135,8 @@ async def test_connection_lost_is_retried_only_when_idempotent(
     anyio_backend: str, tmp_path: Path
 ) -> None:
     async with fleet(tmp_path) as workers:
-        first = await workers.start()
-        second = await workers.start()
+        for _ in range(2):
+            await workers.start()
         async with workers.plane() as plane:
             router = plane.router("fleet/slow", route="round_robin")
             await router.wait_for(2, BOUND)
@@ -156,7 +156,7 @@ async def test_connection_lost_is_retried_only_when_idempotent(
                             lambda: any(s.inflight for s in router.stats()), "a call in flight"
                         )
                         busy = next(s for s in router.stats() if s.inflight)
-                        victim = first if busy.instance == first.instance else second
+                        victim = next(w for w in workers.workers if w.instance == busy.instance)
                         victim.kill()
                         await victim.wait()
                 if not idempotent:
