@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 import requestplane_core
+import requestplane_core.plugin_api
 from requestplane_core import (
     ConfigError,
     load_settings,
@@ -93,7 +94,10 @@ def test_every_check_is_public() -> None:
         "valid_host",
         "not_blank",
     ):
-        assert name in requestplane_core.__all__
+        # The plugin author's face (requestplane_core.plugin_api), importable from the
+        # package too.
+        assert name in requestplane_core.plugin_api.__all__
+        assert hasattr(requestplane_core, name)
 
 
 @attrs.frozen
