@@ -9,9 +9,10 @@ import json
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 
@@ -21,6 +22,7 @@ from .demo import DEMO_ENDPOINTS
 from .discovery import Added, Instance, Removed, Snapshot, WatchEvent
 from .errors import ConfigError, RequestPlaneError
 from .manager import RequestPlane, installed_transports
+from .plugins import PluginWarning
 from .request import Request
 from .settings import SettingField, describe_settings
 
@@ -47,6 +49,14 @@ def _settings_records(fields: list[SettingField]) -> list[dict[str, Any]]:
         }
         for f in fields
     ]
+
+
+def _out_settings(settings: list[dict[str, Any]]) -> None:
+    """``VARIABLE=default`` in one column, the help in the next, aligned for the longest."""
+    pairs = [f"{s['env']}={s['default']!s}" for s in settings]
+    width = max(map(len, pairs), default=0)
+    for pair, s in zip(pairs, settings, strict=True):
+        _out(f"    {pair:<{width}}  {s['help']}")
 
 
 def cmd_transports(args: argparse.Namespace) -> int:
@@ -77,8 +87,7 @@ def cmd_transports(args: argparse.Namespace) -> int:
         _out(f"{name}  ({dist})  {spec.description}")
         flags = [k for k in ("streaming", "cancellation", "deadlines") if getattr(caps, k)]
         _out(f"    capabilities: {', '.join(flags)}; backends: {', '.join(sorted(caps.backends))}")
-        for s in settings:
-            _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
+        _out_settings(settings)
     for name, found in sorted(registry.discovery.items()):
         dspec = found.spec
         settings = _settings_records(describe_settings(dspec.settings, discovery_env_prefix(name)))
@@ -99,8 +108,7 @@ def cmd_transports(args: argparse.Namespace) -> int:
             continue
         dist = f"{found.distribution} {found.version}" if found.distribution else found.plugin
         _out(f"discovery {name}  ({dist})  {dspec.description}")
-        for s in settings:
-            _out(f"    {s['env']}={s['default']!s:<12} {s['help']}")
+        _out_settings(settings)
     for broken in registry.broken:
         if args.json:
             _out(
@@ -160,23 +168,30 @@ def _payload(args: argparse.Namespace) -> bytes:
     if args.data is not None:
         return str(args.data).encode()
     if args.data_file is not None:
-        try:
-            return Path(args.data_file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"--data-file {args.data_file}: {exc.strerror}") from None
+        return bytes(args.data_file)  # read by the parser (_file_bytes)
     if sys.stdin is None or sys.stdin.isatty():
         return b""
     return sys.stdin.buffer.read()
 
 
-def _headers(pairs: Sequence[str]) -> dict[str, str]:
-    headers = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"-H {pair!r}: expected KEY=VALUE")
-        headers[key] = value
-    return headers
+def _headers(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    return dict(pairs)
+
+
+# Usage errors (exit 2, with the usage line): argparse reports an ArgumentTypeError raised
+# while it converts an argument.
+def _header_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def _file_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _mode_for(address: Address) -> str:
@@ -334,8 +349,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--instance", help="the instance id of --route direct")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--data", "-d", help="the payload (default: standard input)")
-    data.add_argument("--data-file", help="read the payload from this file")
-    p.add_argument("-H", "--header", action="append", default=[], metavar="KEY=VALUE")
+    data.add_argument("--data-file", type=_file_bytes, help="read the payload from this file")
+    p.add_argument(
+        "-H", "--header", action="append", default=[], metavar="KEY=VALUE", type=_header_pair
+    )
     p.add_argument("--stream", action="store_true", help="print chunks as they arrive")
     p.add_argument("--timeout", type=_positive_float, help="seconds for the whole call")
     p.add_argument("--backend", choices=BACKENDS, default="asyncio")
@@ -371,7 +388,27 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A plugin that failed to load is one plain line naming it and the cause, not Python's
+    warning format (a core file and source line mean nothing to the user)."""
+    if issubclass(category, PluginWarning):
+        sys.stderr.write(f"warning: {message}\n")
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     args = _parser().parse_args(argv)
     try:
         if hasattr(args, "run_async"):

@@ -40,6 +40,8 @@ __all__ = [
 ENTRY_POINT_GROUP = "requestplane.transports"
 #: Plugins that provide no transport (instrumentation): always loaded, all of them.
 OBSERVER_ENTRY_POINT_GROUP = "requestplane.plugins"
+#: The transports ``requestplane`` installs as extras (``pip install "requestplane[tcp]"``).
+EXTRAS = ("tcp", "http", "nats")
 #: Plugins that provide discovery backends: always loaded, all of them.
 DISCOVERY_ENTRY_POINT_GROUP = "requestplane.discovery"
 #: The value of REQUESTPLANE_DISCOVERY that turns discovery off.
@@ -118,6 +120,9 @@ class PluginRegistry:
             "REQUESTPLANE_PLUGINS"
             if name in self.disabled
             else f'install it with: pip install "requestplane[{name}]"'
+            if name in EXTRAS
+            else f"no installed plugin provides it (a transport plugin is a distribution with "
+            f"an entry point in the {ENTRY_POINT_GROUP!r} group)"
         )
         raise UnknownMode(
             f"unknown request plane mode {name!r}; installed: "
@@ -149,8 +154,13 @@ class PluginRegistry:
         if self.manager.is_registered(module):
             return  # one module behind entry points of two groups
         self.manager.register(module, name=name)
-        # A hookimpl that matches no hookspec is almost always a typo: fail at load time.
-        self.manager.check_pending()
+        # A hookimpl that matches no hookspec is almost always a typo: fail at load time (a
+        # broken plugin, like one that does not import), leaving the others registered alone.
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError:
+            self.manager.unregister(module)
+            raise
         origin = (name, distribution, version)
         for spec in self._provided(module, name, "requestplane_transports", TransportSpec):
             self._add(self.transports, "transport", spec, LoadedTransport(spec, *origin))
@@ -258,11 +268,12 @@ def load_plugins(
         except ConfigError:
             raise
         except Exception as exc:
-            if strict or isinstance(exc, pluggy.PluginValidationError):
-                raise ConfigError(f"plugin {cand.name!r} failed to load: {exc!r}") from exc
-            registry.broken.append(BrokenPlugin(cand.name, cand.distribution, repr(exc)))
+            cause = f"{type(exc).__name__}: {exc}"
+            if strict:
+                raise ConfigError(f"plugin {cand.name!r} failed to load: {cause}") from exc
+            registry.broken.append(BrokenPlugin(cand.name, cand.distribution, cause))
             warnings.warn(
-                f"requestplane plugin {cand.name!r} failed to load and is skipped: {exc!r}",
+                f"requestplane plugin {cand.name!r} failed to load and is skipped: {cause}",
                 PluginWarning,
                 stacklevel=2,
             )

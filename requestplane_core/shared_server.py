@@ -132,7 +132,9 @@ async def _host(
         if entry.server is None:
             entry.error = exc
         else:
-            log.error("the shared %s server failed: %r", spec.name, exc)
+            # With its traceback: this log line is all anyone sees of the crash (the
+            # server's calls only fail with ConnectionLost).
+            log.error("the shared %s server failed: %r", spec.name, exc, exc_info=exc)
     finally:
         entry.ready.set()
         if table.get(spec.name) is entry:

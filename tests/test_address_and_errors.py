@@ -18,6 +18,7 @@ from requestplane_core import (
     Unavailable,
     error_from_wire,
 )
+from requestplane_core.errors import _BY_CODE
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,10 @@ def test_address_parts() -> None:
     )
 
 
-@pytest.mark.parametrize("bad", ["echo", "127.0.0.1:80/echo", "tcp://h:99999/e", ""])
+@pytest.mark.parametrize(
+    "bad",
+    ["echo", "127.0.0.1:80/echo", "tcp://h:99999/e", "", "localhost:8080/echo", "tcp:host/echo"],
+)
 def test_bad_address_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError, match="not an address"):
         Address.parse(bad)
@@ -69,7 +73,6 @@ def test_errors_round_trip_over_the_wire(error: RequestPlaneError) -> None:
     back = error_from_wire(error.code, error.message)
     assert type(back) is type(error)
     assert back.message == error.message
-    assert back.retriable == error.retriable
 
 
 def test_remote_error_carries_type_and_message() -> None:
@@ -83,6 +86,12 @@ def test_unknown_code_from_a_newer_peer_is_still_an_error() -> None:
     assert type(back) is RequestPlaneError and back.message == "hm"
 
 
-def test_only_shed_errors_are_retriable() -> None:
-    assert Overloaded.retriable and Unavailable.retriable
-    assert not ConnectionLost.retriable and not RemoteError.retriable
+def test_exactly_the_shed_errors_are_retriable_across_the_wire() -> None:
+    # Every class a peer can send, rebuilt from its code: only refusals that happened before
+    # the handler ran (Overloaded, Unavailable and its kinds) may be retried.
+    classes = [*_BY_CODE.values(), RemoteError, RequestPlaneError]
+    retriable = {cls for cls in classes if error_from_wire(cls.code, "m", "T").retriable}
+    shed = {cls for cls in classes if issubclass(cls, (Overloaded, Unavailable))}
+    assert retriable == shed
+    assert {Overloaded, Unavailable} <= shed
+    assert {ConnectionLost, ProtocolError, DeadlineExceeded} <= set(_BY_CODE.values())

@@ -3,6 +3,7 @@ the repo."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,14 @@ def test_mypy_strict_is_clean() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "<!-- test-command -->" in readme and "<!-- main-command -->" in readme
-    assert "test-command" in ci  # .ci/run extracts and runs exactly that block
+    assert "<!-- main-command -->" in readme
+    block = re.search(
+        r"<!-- test-command -->\n```sh\n(.*?)\n```\n<!-- /test-command -->", readme, re.S
+    )
+    assert block, "README.md has no ```sh block between the test-command markers"
+    # .ci/run --print shows the command it extracted and would run, without running it.
+    out = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "run"), "--print"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == block[1].strip()

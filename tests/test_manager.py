@@ -100,6 +100,10 @@ class Recorder:
     def requestplane_server_started(self, transport: str) -> None:
         self.servers.append(f"started {transport}")
 
+    @hookimpl
+    def requestplane_server_stopped(self, transport: str) -> None:
+        self.servers.append(f"stopped {transport}")
+
 
 @pytest.mark.anyio
 async def test_observing_hooks_see_both_sides_and_can_add_headers() -> None:
@@ -125,7 +129,8 @@ async def test_observing_hooks_see_both_sides_and_can_add_headers() -> None:
             with pytest.raises(RemoteError):
                 await client.request(addresses["fail"], b"")
     assert received == [{"traceparent": "00-trace-span-01"}]
-    assert recorder.servers == ["started tcp"]
+    # The last manager's `async with` returns once the shared server has fully stopped.
+    assert recorder.servers == ["started tcp", "stopped tcp"]
     by = {(e.side, e.endpoint): e for e in recorder.finished}
     assert by["client", "headers"].outcome == "ok" and by["client", "headers"].bytes_out == 5
     assert by["server", "headers"].outcome == "ok" and by["server", "headers"].bytes_in == 5

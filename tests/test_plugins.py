@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from requestplane_core import ConfigError, PluginWarning, RequestPlane, UnknownMode, load_plugins
+from requestplane_core.plugins import PluginRegistry
 
 
 def fake_distribution(root: Path, name: str, entry_points: dict[str, str]) -> None:
@@ -108,23 +110,53 @@ def test_strict_mode_makes_a_broken_plugin_an_error(
     assert RequestPlane("fixture", environ={"REQUESTPLANE_STRICT_PLUGINS": "1"}).mode == "fixture"
 
 
-def test_hookimpl_with_a_typo_is_an_error_at_load_time(
+TYPO = """
+    from requestplane_core import hookimpl
+
+    @hookimpl
+    def requestplane_transport():
+        return []
+"""
+
+
+def test_hookimpl_with_a_typo_is_a_broken_plugin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugin_module(
-        tmp_path,
-        "typo_plugin",
-        """
-        from requestplane_core import hookimpl
-
-        @hookimpl
-        def requestplane_transport():
-            return []
-        """,
-    )
+    plugin_module(tmp_path, "typo_plugin", TYPO)
+    fake_distribution(tmp_path, "requestplane-typo", {"typo": "typo_plugin"})
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match=r"typo_plugin.*requestplane_transport"):
-        load_plugins(allow="typo_plugin")
+    # Like a plugin that does not import: skipped with a warning, the others still load.
+    with pytest.warns(PluginWarning, match=r"'typo' failed to load.*requestplane_transport"):
+        registry = load_plugins()
+    assert [b.name for b in registry.broken] == ["typo"]
+    assert {"tcp", "fixture"} <= set(registry.transports)
+    with pytest.raises(ConfigError, match=r"'typo' failed to load.*requestplane_transport"):
+        load_plugins(strict=True)
+
+
+def test_cli_lists_a_broken_plugin_in_one_plain_line_and_the_others(tmp_path: Path) -> None:
+    plugin_module(tmp_path, "typo_plugin", TYPO)
+    fake_distribution(tmp_path, "requestplane-typo", {"typo": "typo_plugin"})
+    fake_distribution(tmp_path, "requestplane-broken", {"broken": "no_such_module_xyz"})
+    out = subprocess.run(
+        [sys.executable, "-m", "requestplane_core.cli", "transports"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stderr.splitlines()) == [
+        "warning: requestplane plugin 'broken' failed to load and is skipped: "
+        "ModuleNotFoundError: No module named 'no_such_module_xyz'",
+        "warning: requestplane plugin 'typo' failed to load and is skipped: "
+        f"PluginValidationError: {out.stderr.split('PluginValidationError: ')[-1].strip()}",
+    ]
+    assert "requestplane_transport" in out.stderr
+    listed = out.stdout.splitlines()
+    assert any(line.startswith("typo  BROKEN (requestplane-typo): ") for line in listed)
+    assert any(line.startswith("broken  BROKEN (requestplane-broken): ") for line in listed)
+    assert any(line.startswith("tcp  (requestplane-tcp") for line in listed)
 
 
 def test_allow_list_can_name_a_module_that_is_no_distribution(
@@ -150,7 +182,10 @@ def test_unknown_mode_lists_installed_and_how_to_install() -> None:
     message = str(info.value)
     assert "'carrier-pigeon'" in message
     assert "fixture" in message  # installed ones are listed without importing them
-    assert 'pip install "requestplane[carrier-pigeon]"' in message
+    # Only requestplane's extras can be installed as requestplane[name].
+    assert "pip install" not in message and "no installed plugin provides it" in message
+    with pytest.raises(UnknownMode, match=r'pip install "requestplane\[nats\]"'):
+        PluginRegistry().transport("nats")
 
 
 def test_mode_comes_from_the_environment_and_arguments_win() -> None:

@@ -78,6 +78,10 @@ def test_string_overrides_are_parsed_like_the_environment() -> None:
 def test_override_of_wrong_type_or_range_is_an_error() -> None:
     with pytest.raises(ConfigError, match="setting 'port' \\(passed in code\\)"):
         load({}, port=1.5)
+    # bool is an int subclass in Python; a port of True (1) is a mistake, not a port.
+    for name in ("port", "ratio", "timeout"):
+        with pytest.raises(ConfigError, match=f"setting '{name}' .*=True has the wrong type"):
+            load({}, **{name: True})
     with pytest.raises(ConfigError, match="out of range"):
         load({}, port=99999)
 

@@ -8,6 +8,7 @@ import attrs
 import pytest
 
 import requestplane_core
+import requestplane_core.plugin_api
 from requestplane_core import (
     ConfigError,
     load_settings,

@@ -28,7 +28,9 @@ from requestplane_core import (
     TransportClient,
     Unavailable,
 )
-from requestplane_core.plugins import OBSERVER_ENTRY_POINT_GROUP
+from requestplane_core.plugins import OBSERVER_ENTRY_POINT_GROUP, PluginRegistry, load_plugins
+
+from .bounds import bounded_case, bounded_spec
 
 # Generous bounds: they only turn a hang into a failure, on a loaded 2-core machine.
 BOUND = 15.0
@@ -142,6 +144,11 @@ class TransportConformance:
     #: Run with the installed observing plugins (instrumentation) active; by default they are
     #: disabled so that the transport's own path is what is tested.
     observed: ClassVar[bool] = False
+    #: Seconds a whole case may take; the kit fails it, naming where it waited, after that.
+    case_timeout: ClassVar[float] = 120.0
+    #: Seconds each lifecycle step of the transport (server ``start()``, ``aclose()``,
+    #: ``endpoint_added()``, client ``aclose()``) may take before the case fails naming it.
+    step_timeout: ClassVar[float] = 10.0
 
     pytestmark = pytest.mark.anyio
 
@@ -156,6 +163,7 @@ class TransportConformance:
     # -- helpers ---------------------------------------------------------------------------
 
     def _plane(self, settings: Mapping[str, object], **kwargs: Any) -> RequestPlane:
+        kwargs.setdefault("plugins", self._plugins())
         plane = RequestPlane(self.mode, settings=settings, environ=self._environ(), **kwargs)
         backend = sniffio.current_async_library()
         if backend not in plane.transport.spec.capabilities.backends:
@@ -168,6 +176,17 @@ class TransportConformance:
                 **kwargs,
             )
         return plane
+
+    def _plugins(self) -> PluginRegistry:
+        """The installed plugins, the transport's server and client wrapped so that each of
+        their lifecycle steps is bounded by ``step_timeout``."""
+        registry = load_plugins(
+            only=self.mode, deny=self._environ().get("REQUESTPLANE_DISABLE_PLUGINS")
+        )
+        loaded = registry.transport(self.mode)
+        spec = bounded_spec(loaded.spec, self.step_timeout)
+        registry.transports[self.mode] = attrs.evolve(loaded, spec=spec)
+        return registry
 
     def _environ(self) -> dict[str, str]:
         """No environment but, unless ``observed``, the observing plugins disabled: the kit
@@ -224,7 +243,11 @@ class TransportConformance:
     async def test_address_round_trips(self, transport_settings: Mapping[str, object]) -> None:
         async with self._open(transport_settings) as f:
             address = f.addr("echo")
-            assert address.scheme.startswith(self.mode) or address.scheme
+            schemes = f.plane.transport.spec.address_schemes
+            assert address.scheme in schemes, (
+                f"{address} has scheme {address.scheme!r}, not one of the schemes the transport "
+                f"declares: {schemes} (TransportSpec.schemes, default: its name)"
+            )
             assert Address.parse(str(address)) == address
             assert f.server.address("echo") == address
 
@@ -405,6 +428,42 @@ class TransportConformance:
                 assert await f.client.request(f.addr("echo"), b"fine") == b"fine"
                 assert await f.client.request(f.addr("echo-sync"), b"fine") == b"sync:fine"
 
+    async def test_client_refuses_oversize_request_before_sending(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        # A server that takes twice the client's limit: only the client's own check can stop
+        # the request, and the handler must never see it.
+        async with self._open(transport_settings) as f:
+            self._limit(f.plane)
+            if not hasattr(f.plane.settings, "max_message_size"):
+                pytest.skip("not applicable: the transport has no max_message_size setting")
+            client_limit = f.plane.settings.max_message_size // 2
+            seen: list[int] = []
+
+            async def counted(request: Request) -> bytes:
+                seen.append(len(request.payload))
+                return b"ok"
+
+            address = await f.server.register("counted", counted)
+            small = {**transport_settings, "max_message_size": client_limit}
+            async with self._plane(small) as caller:
+                client = caller.client()
+                with anyio.fail_after(BOUND):
+                    try:
+                        await client.request(address, b"x" * (client_limit + 1))
+                    except PayloadTooLarge:
+                        refused = True
+                    else:
+                        refused = False
+                    assert refused and not seen, (
+                        f"a request of {client_limit + 1} bytes, over the client's "
+                        f"max_message_size ({client_limit}), was "
+                        f"{'refused' if refused else 'not refused with PayloadTooLarge'} and "
+                        f"{'reached' if seen else 'did not reach'} the handler: the client must "
+                        "refuse it before sending, not rely on the server"
+                    )
+                    assert await client.request(address, b"x" * client_limit) == b"ok"
+
     # -- cancellation and deadlines --------------------------------------------------------
 
     async def test_cancellation_reaches_handler(
@@ -435,6 +494,25 @@ class TransportConformance:
             assert f.probe.deadline is not None and not math.isnan(f.probe.deadline)
             with anyio.fail_after(BOUND):
                 await f.probe.cancelled.wait()
+
+    async def test_request_timeout_setting_bounds_calls_without_timeout(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        if not hasattr(self._plane(transport_settings).settings, "request_timeout"):
+            pytest.skip("not applicable: the transport has no request_timeout setting")
+        async with self._open({**transport_settings, "request_timeout": 0.5}) as f:
+            self._needs(f.plane, "deadlines")
+            with anyio.fail_after(BOUND):
+                with anyio.move_on_after(BOUND / 3) as waited, pytest.raises(DeadlineExceeded):
+                    await f.client.request(f.addr("block"), b"unary")
+                assert not waited.cancelled_caught, (
+                    f"a call without timeout, with request_timeout=0.5 set, still ran after "
+                    f"{BOUND / 3:g} s: the client must use request_timeout as the default timeout"
+                )
+                assert f.probe.deadline is not None and not math.isnan(f.probe.deadline), (
+                    "with request_timeout set and no timeout passed, the handler's "
+                    f"request.deadline must be set; it was {f.probe.deadline!r}"
+                )
 
     async def test_no_deadline_by_default_reaches_handler_as_none(
         self, transport_settings: Mapping[str, object]
@@ -506,11 +584,23 @@ class TransportConformance:
     async def test_server_is_fresh_in_a_new_event_loop(
         self, transport_settings: Mapping[str, object]
     ) -> None:
-        # The shared server of an earlier test (an earlier event loop) must not be handed out.
-        async with self._plane(transport_settings) as plane:
-            server = await plane.server()
-            assert not server.closed
-            assert server.health().serving
+        # The shared server of an earlier event loop (here: one run to its end in a thread)
+        # must not be handed out again: this loop gets a server of its own, and it serves.
+        backend = sniffio.current_async_library()
+        earlier: list[Server] = []
+
+        async def earlier_loop() -> None:
+            async with self._plane(transport_settings) as plane:
+                earlier.append(await plane.server())
+
+        with anyio.fail_after(BOUND * 2):
+            await anyio.to_thread.run_sync(lambda: anyio.run(earlier_loop, backend=backend))
+            async with self._plane(transport_settings) as plane:
+                server = await plane.server()
+                assert server is not earlier[0], "a server of an earlier event loop was reused"
+                assert not server.closed and server.health().serving
+                address = await server.register("fresh", _echo)
+                assert await plane.client().request(address, b"fresh") == b"fresh"
 
     # -- endpoint lifecycle and drain -------------------------------------------------------
 
@@ -608,6 +698,24 @@ class TransportConformance:
                 assert await f.client.request(f.addr("echo"), b"third") == b"third"
             assert outcome == [b"released:first"]
 
+    async def test_open_connections_gauge(self, transport_settings: Mapping[str, object]) -> None:
+        async with self._open(transport_settings) as f:
+            client = f.plane.client()
+            with anyio.fail_after(BOUND):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(client.request, f.addr("block"), b"g")
+                    await f.probe.started.wait()
+                    during = client.stats.open_connections
+                    f.probe.release.set()
+                assert during >= 1, (
+                    "ClientStats.open_connections was "
+                    f"{during} while a call was in flight; expected >= 1 (the client must "
+                    "count the connections it opens)"
+                )
+                await client.aclose()
+            after = client.stats.open_connections
+            assert after == 0, f"ClientStats.open_connections is {after} after aclose(); expected 0"
+
     async def test_client_close_fails_inflight_with_connection_lost(
         self, transport_settings: Mapping[str, object]
     ) -> None:
@@ -624,3 +732,9 @@ class TransportConformance:
                     await f.probe.started.wait()
                     await client.aclose()
                 await f.probe.cancelled.wait()  # the server noticed the caller left
+
+
+# Every case of the kit runs under the kit's own deadline (subclasses inherit the wrapped ones).
+for _name, _case in list(vars(TransportConformance).items()):
+    if _name.startswith("test_"):
+        setattr(TransportConformance, _name, bounded_case(_case))

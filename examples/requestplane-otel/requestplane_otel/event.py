@@ -1,8 +1,8 @@
 """What the plugin reads from requestplane's request event.
 
-requestplane passes a ``RequestEvent`` to the request hooks, but does not export that class
-from ``requestplane_core`` (only from an internal module). A plugin that imports only the
-public API describes the part it uses instead; any event with these fields will do.
+requestplane passes a ``RequestEvent`` (``requestplane_core.plugin_api.RequestEvent``) to
+the request hooks. This plugin describes the part of it that it uses instead, which names
+what it relies on; any event with these fields will do.
 """
 
 from __future__ import annotations

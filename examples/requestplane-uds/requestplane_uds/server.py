@@ -88,9 +88,9 @@ class UdsServer(TransportServer):
                     task_status.started()
                     with self._accepting:
                         async with listener:
-                            while True:
-                                stream = await listener.accept()
-                                connections.start_soon(self._serve_connection, stream)
+                            # serve() rather than a loop on accept(): every anyio listener
+                            # has it, including the MultiListener of create_tcp_listener().
+                            await listener.serve(self._serve_connection, connections)
         finally:
             self._remove_socket()
             self._stopped.set()
