@@ -211,14 +211,23 @@ class NatsTransportClient(TransportClient):
         with anyio.CancelScope() as self._watch_scope:
             if self._closed:
                 return
+            own = self._settings.subject_prefix + "."
             async with anyio.create_task_group() as probes:
                 while True:
                     await anyio.sleep(interval)
                     for inbox in list(self._inboxes.values()):
-                        for subject, calls in inbox.silent_calls(_SILENT_ROUNDS).items():
+                        known, unknown = inbox.silent_calls(_SILENT_ROUNDS)
+                        for subject, calls in known.items():
                             for call in calls:
                                 call.probing = True
                             probes.start_soon(self._probe, inbox, subject, calls, interval)
+                        for call in unknown:
+                            # Only requestplane servers listen on an endpoint's cancel
+                            # subject: for a foreign NATS responder, nobody there proves
+                            # nothing, so only our own prefix's endpoints are asked.
+                            if call.subject.startswith(own):
+                                call.probing = True
+                                probes.start_soon(self._locate, inbox, call, interval)
 
     @staticmethod
     async def _probe(inbox: ReplyInbox, subject: str, calls: list[Call], interval: float) -> None:
@@ -236,6 +245,34 @@ class NatsTransportClient(TransportClient):
                         "heartbeats stopped and nothing answers for it on NATS any more"
                     )
                 )
+
+    @staticmethod
+    async def _locate(inbox: ReplyInbox, call: Call, interval: float) -> None:
+        """Ask the servers of a call that has heard nothing since it was sent (its server
+        died before its first heartbeat, or is slow to start it) which one runs it. The one
+        that does names its liveness subject, which the watchdog then watches; NATS's "no
+        responders" means no server of that endpoint is left, so the one that took the
+        request is gone. No answer (the request is still queued, or several servers serve
+        the endpoint and the one that took it died) leaves the call to its deadline."""
+        question = (wire.WHO_RUNS + call.reply).encode()
+        try:
+            answer = await inbox.link.ask(
+                cancel_subject_for(call.subject), question, max(2 * interval, 1.0)
+            )
+        except Exception as exc:  # the connection closing under the question: cannot tell
+            log.debug("nats: asking who runs a request failed: %r", exc)
+            answer = None
+        call.probing = False
+        if answer is False:
+            call.fail(
+                ConnectionLost(
+                    f"the server that took the request to {call.subject!r} is gone: no "
+                    "server of that endpoint is left on NATS"
+                )
+            )
+        elif answer:
+            call.liveness = answer.decode("utf-8", "replace")
+            call.heard = inbox.round
 
     def _reconnected(self, inbox: ReplyInbox) -> None:
         orphans = inbox.take_orphans()

@@ -215,20 +215,20 @@ class ReplyInbox:
             call.fail(ProtocolError("a reply that is not requestplane's NATS protocol"))
         self._calls.pop(call.token, None)
 
-    def silent_calls(self, rounds: int) -> dict[str, list[Call]]:
-        """Start a new round; return the calls not heard from for ``rounds`` rounds whose
-        server is known (it sent a heartbeat), by the liveness subject of that server."""
+    def silent_calls(self, rounds: int) -> tuple[dict[str, list[Call]], list[Call]]:
+        """Start a new round; return the calls not heard from for ``rounds`` rounds: those
+        whose server is known (it sent a heartbeat), by the liveness subject of that server,
+        and those whose server is not known yet."""
         self.round += 1
-        silent: dict[str, list[Call]] = {}
+        known: dict[str, list[Call]] = {}
+        unknown: list[Call] = []
         for call in self._calls.values():
-            if (
-                call.liveness is not None
-                and not call.probing
-                and not call.done
-                and self.round - call.heard >= rounds
-            ):
-                silent.setdefault(call.liveness, []).append(call)
-        return silent
+            if not call.probing and not call.done and self.round - call.heard >= rounds:
+                if call.liveness is None:
+                    unknown.append(call)
+                else:
+                    known.setdefault(call.liveness, []).append(call)
+        return known, unknown
 
     def fail_all(self, error: RequestPlaneError) -> list[Call]:
         """Fail every call in flight; return them (their servers may need a cancel)."""

@@ -1,10 +1,11 @@
 """The serving half: subscriptions per endpoint, one task per request, replies on the inbox.
 
 NATS does not tell a caller that the server its request went to died. So, every
-``heartbeat_interval`` seconds, the server sends a heartbeat for each request it has been
-running for at least that long, naming a liveness subject it answers on; a caller that stops
-hearing from the request asks that subject, and NATS's "no responders" there means the server
-is gone (the client's watchdog: client.py).
+``heartbeat_interval`` seconds, the server sends a heartbeat for each request it is running,
+naming a liveness subject it answers on; a caller that stops hearing from the request asks
+that subject, and NATS's "no responders" there means the server is gone (the client's
+watchdog: client.py). A caller that has heard nothing yet asks the endpoint's servers which
+one runs its request (``_on_cancel``).
 """
 
 from __future__ import annotations
@@ -179,29 +180,39 @@ class NatsTransportServer(TransportServer):
         return link.publish_now(msg.reply, b"")
 
     async def _heartbeats(self, interval: float) -> None:
-        """A heartbeat per request in flight since the last round at least: the short ones,
-        the great majority, never get one."""
+        """A heartbeat per request in flight at each round, so that a caller knows who runs
+        its request at most one interval after it started. A request gets one with the
+        probability (its duration / interval): short requests, the great majority, almost
+        never do, and heartbeats cost (requests in flight / interval) messages a second."""
         alive = {wire.ALIVE: self._liveness}
         with anyio.CancelScope() as self._heartbeat_scope:
             if self._closing:
                 return
-            previous: set[str] = set()
             while True:
                 await anyio.sleep(interval)
                 link = self._link
                 if link is None:
                     return
-                current = set(self._inflight)
-                for reply in current & previous:
+                for reply in list(self._inflight):
                     sent = link.publish_now(reply, b"", headers=alive)
                     if sent is not None:
                         await sent
-                previous = current
 
-    def _on_cancel(self, msg: Msg) -> None:
-        scope = self._inflight.get(msg.data.decode("utf-8", "replace"))
+    def _on_cancel(self, msg: Msg) -> Awaitable[None] | None:
+        reply = msg.data.decode("utf-8", "replace")
+        if reply.startswith(wire.WHO_RUNS):
+            # A caller that has heard nothing for its request asks who runs it; only the
+            # instance running it answers (with its liveness subject), the others stay
+            # silent. Without heartbeats there is no liveness subject to name.
+            link = self._link
+            if msg.reply and link is not None and self._liveness_sub is not None:
+                if reply[len(wire.WHO_RUNS) :] in self._inflight:
+                    return link.publish_now(msg.reply, self._liveness.encode())
+            return None
+        scope = self._inflight.get(reply)
         if scope is not None:
             scope.cancel()
+        return None
 
     def _disconnected(self) -> None:
         # Handlers keep running: nats-py buffers their replies while it reconnects, and in a

@@ -115,9 +115,10 @@ class NatsSettings:
     )
     heartbeat_interval: float = setting(
         1.0,
-        help="seconds between the heartbeats a server sends for each request it has been "
-        "running that long; a caller that then hears nothing for a request for 3 intervals "
-        "asks NATS whether that server is still there, and fails the call with "
+        help="seconds between the heartbeats a server sends for each request it is running; "
+        "a caller that then hears nothing for a request for 3 intervals asks NATS whether "
+        "that server (or, before its first heartbeat, any server of the endpoint) is still "
+        "there, and fails the call with "
         "ConnectionLost if it is not (0: no heartbeats, no watchdog; a request to a worker "
         "that died then ends at its deadline)",
         accepts="a number of seconds >= 0",

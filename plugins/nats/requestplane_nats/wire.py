@@ -36,6 +36,7 @@ __all__ = [
     "REMOTE_TYPE",
     "RESERVED",
     "SEQ",
+    "WHO_RUNS",
     "error_headers",
     "error_payload",
     "header_size",
@@ -55,6 +56,10 @@ REMOTE_TYPE = "Rp-Y"
 # A heartbeat for a request still running; its value is the subject that answers for the
 # server running it (see subjects.liveness_subject).
 ALIVE = "Rp-A"
+# Prefix of a "who runs this request?" question on an endpoint's cancel subject, followed by
+# the request's reply subject (a reply subject never starts with it, so a server that does
+# not know the question ignores it as a cancel for a request it does not have).
+WHO_RUNS = "?"
 RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE))
 FRAME_OVERHEAD = 4
 
