@@ -16,6 +16,7 @@ from requestplane_core import (
     ConfigError,
     ConnectionLost,
     DeadlineExceeded,
+    EndpointNotFound,
     PayloadTooLarge,
     RequestPlaneError,
     ResponseStream,
@@ -38,6 +39,14 @@ log = logging.getLogger("requestplane.nats")
 # still there. Heartbeats come once an interval, so a live server is never this late unless
 # its event loop is stuck, and then it is only asked (and "no answer" changes nothing).
 _SILENT_ROUNDS = 3
+# After this client reconnected to NATS, "no responders" may only mean that the workers have
+# not reconnected and resubscribed yet (each on its own reconnect schedule, reconnect_wait
+# apart plus jitter): for this many seconds, or this many reconnect waits if longer, such a
+# request is sent again (nothing received it) until its deadline.
+_RESUBSCRIBE_GRACE = 2.0
+_RESUBSCRIBE_WAITS = 4
+_RESEND_PAUSE = 0.02
+_RESEND_PAUSE_MAX = 0.25
 
 
 class _Target:
@@ -180,6 +189,43 @@ class NatsTransportClient(TransportClient):
         await link.publish(target.subject, payload, call.reply, out, on_error=call.send_failed)
         return inbox, call
 
+    async def _call(
+        self,
+        target: _Target,
+        payload: bytes,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+        *,
+        whole: bool,
+    ) -> tuple[ReplyInbox, Call]:
+        """Send the request and wait for its first answer (``whole``: all of it); "no
+        responders" soon after a reconnect is waited out (see ``_RESUBSCRIBE_GRACE``)."""
+        pause = _RESEND_PAUSE
+        while True:
+            inbox, call = await self._send(target, payload, headers, deadline)
+            try:
+                await self._wait(call, deadline, whole=whole)
+            except BaseException:
+                await self._finish(inbox, call)
+                raise
+            if not isinstance(call.error, EndpointNotFound) or not self._resubscribing(inbox):
+                return inbox, call
+            await self._finish(inbox, call)
+            if deadline - self._prims().clock() <= pause:
+                raise Unavailable(
+                    f"no server serves the subject {target.subject!r} yet since the reconnect "
+                    "to NATS (its workers may still be reconnecting); retry"
+                )
+            await anyio.sleep(pause)  # paces the resends while the workers resubscribe
+            pause = min(2 * pause, _RESEND_PAUSE_MAX)
+
+    def _resubscribing(self, inbox: ReplyInbox) -> bool:
+        since = inbox.reconnected_at
+        if since is None:
+            return False
+        grace = max(_RESUBSCRIBE_GRACE, _RESUBSCRIBE_WAITS * self._settings.reconnect_wait)
+        return self._prims().clock() - since < grace
+
     async def _wait(self, call: Call, deadline: float, *, whole: bool) -> None:
         """Until the call is done (``whole``) or has a chunk, or its deadline passes."""
         move_on_at = self._prims().move_on_at
@@ -275,6 +321,7 @@ class NatsTransportClient(TransportClient):
             call.heard = inbox.round
 
     def _reconnected(self, inbox: ReplyInbox) -> None:
+        inbox.reconnected_at = self._prims().clock()
         orphans = inbox.take_orphans()
         if orphans and self._tg is not None and not self._closed:
             self._tg.start_soon(self._cancel_orphans, inbox, orphans)
@@ -299,11 +346,8 @@ class NatsTransportClient(TransportClient):
         try:
             target = self._targets.get(address) or self._target(address)
             deadline = self._prims().clock() + self._timeout(timeout)
-            inbox, call = await self._send(target, payload, headers, deadline)
-            try:
-                await self._wait(call, deadline, whole=True)
-            finally:
-                await self._finish(inbox, call)
+            inbox, call = await self._call(target, payload, headers, deadline, whole=True)
+            await self._finish(inbox, call)
             if call.error is not None:
                 raise call.error
             chunks = call.chunks
@@ -386,15 +430,20 @@ class _NatsStream(ResponseStream):
             if call is None:
                 target = client._target(self._address)
                 self._deadline = client._prims().clock() + self._timeout
-                self._inbox, call = await client._send(
-                    target, self._payload, self._headers, self._deadline
-                )
+                try:
+                    self._inbox, call = await client._call(
+                        target, self._payload, self._headers, self._deadline, whole=False
+                    )
+                except BaseException:
+                    self._finished = True  # _call has forgotten (and cancelled) the call
+                    raise
                 self._call = call
-            try:
-                await client._wait(call, self._deadline, whole=False)
-            except BaseException:
-                await self.aclose()
-                raise
+            else:
+                try:
+                    await client._wait(call, self._deadline, whole=False)
+                except BaseException:
+                    await self.aclose()
+                    raise
             if call.chunks:
                 chunk = call.chunks.popleft()
                 client.stats.bytes_received += len(chunk)

@@ -158,6 +158,7 @@ class ReplyInbox:
         self._counter = 0
         self.round = 0  # advanced by the client's watchdog, once per heartbeat interval
         self.orphans: list[Call] = []
+        self.reconnected_at: float | None = None  # the clock at the last reconnect
         link.on_disconnect = self._disconnected
 
     async def start(self) -> None:
