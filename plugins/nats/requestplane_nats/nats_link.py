@@ -128,12 +128,19 @@ class NatsLink:
             await bridge.aclose()
             raise
         await bridge.aclose()
-        hint = (
-            " (with TLS: does the server require a client certificate? "
-            "REQUESTPLANE_NATS_TLS_CERT / TLS_KEY)"
-            if tls is not None
-            else ""
-        )
+        if tls is not None:
+            hint = (
+                " (with TLS: does the server require a client certificate? "
+                "REQUESTPLANE_NATS_TLS_CERT / TLS_KEY)"
+            )
+        else:
+            # What a newcomer meets first: no nats-server running. Say how to get one.
+            hint = (
+                ". Is a nats-server running there? Start one with `nats-server` (pip install "
+                "'requestplane-nats[server]' installs it), point REQUESTPLANE_NATS_URL at "
+                "yours, or run the worker with REQUESTPLANE_NATS_EMBEDDED=1 (it starts its "
+                "own; callers follow its addresses)"
+            )
         raise Unavailable(f"cannot connect to NATS: {'; '.join(errors)}{hint}")
 
     async def _connect(
@@ -366,7 +373,12 @@ class NatsLink:
                 await asyncio.wait_for(nc.flush(), 2.0)
             except Exception as exc:
                 log.debug("nats: final flush failed: %r", exc)
-        await nc.close()
+        try:
+            await nc.close()
+        except (OSError, NatsError) as exc:
+            # The connection broke while closing (the nats-server went first): it is closed
+            # either way, which is all a close is for.
+            log.debug("nats: the connection broke while closing: %r", exc)
 
 
 def _server_uses_tls(nc: Client) -> bool:

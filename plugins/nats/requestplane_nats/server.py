@@ -74,7 +74,9 @@ class NatsTransportServer(TransportServer):
         self._clock = primitives().clock
         urls = self._settings.urls()
         if self._settings.embedded:
-            self._embedded = NatsServerProcess()
+            # Ctrl-C must reach this process only: it stops the nats-server itself, after
+            # closing its connection to it (else the link breaks under the shutdown).
+            self._embedded = NatsServerProcess(own_session=True)
             try:
                 urls = [await anyio.to_thread.run_sync(self._embedded.start)]
             except NatsServerError as exc:
@@ -215,6 +217,8 @@ class NatsTransportServer(TransportServer):
         return None
 
     def _disconnected(self) -> None:
+        if self._closing:
+            return  # the link is being closed: no reconnecting to announce
         # Handlers keep running: nats-py buffers their replies while it reconnects, and in a
         # cluster the caller may still be there to receive them.
         log.warning("nats: server %s lost its NATS connection; reconnecting", self.instance)
