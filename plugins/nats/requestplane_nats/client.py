@@ -114,7 +114,12 @@ class NatsTransportClient(TransportClient):
                 return inbox
             urls = [target.link_key] if target.link_key else self._settings.urls()
             link = await NatsLink.open(self._settings, urls, name="requestplane-client")
-            inbox = ReplyInbox(link, self._settings.inbox_prefix, self._prims().event)
+            inbox = ReplyInbox(
+                link,
+                self._settings.inbox_prefix,
+                self._prims().event,
+                self._settings.max_message_size,
+            )
             link.on_reconnect = partial(self._reconnected, inbox)
             try:
                 await inbox.start()
@@ -174,20 +179,56 @@ class NatsTransportClient(TransportClient):
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
             out = dict(headers)
         size = len(payload) + wire.header_size(out)
-        if size > link.max_payload:
+        limit = self._settings.max_message_size
+        if size > limit:
             raise PayloadTooLarge(
-                f"request of {size} bytes exceeds the NATS server's max_payload of "
-                f"{link.max_payload}"
+                f"request of {size} bytes exceeds the NATS transport's max_message_size of {limit}"
             )
+        head = payload
+        if size > link.max_payload:  # in parts: this one, then the rest where the server says
+            out = {**(out or {}), wire.LENGTH: str(len(payload))}
+            room = link.max_payload - wire.header_size(out)
+            if room <= 0:
+                raise PayloadTooLarge(
+                    "the request's headers alone exceed the NATS server's max_payload of "
+                    f"{link.max_payload}"
+                )
+            head = payload[:room]
         if not link.connected:
             # not sent, so safe to retry (calls in flight at the disconnect: ConnectionLost)
             raise Unavailable("not connected to the NATS server (reconnecting)")
         call = inbox.new_call(target.subject, remaining)
+        if head is not payload:
+            call.upload_from = len(head)
         if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)
-        await link.publish(target.subject, payload, call.reply, out, on_error=call.send_failed)
+        await link.publish(target.subject, head, call.reply, out, on_error=call.send_failed)
         return inbox, call
+
+    async def _upload(self, link: NatsLink, call: Call, payload: bytes, deadline: float) -> None:
+        """The rest of a request sent in parts, once its server said where (``Rp-U``)."""
+        move_on_at = self._prims().move_on_at
+        if move_on_at is None:  # the call's timer expires it
+            while not call.done and call.upload_to is None:
+                await call.wait()
+        else:
+            with move_on_at(deadline):
+                while not call.done and call.upload_to is None:
+                    await call.wait()
+        subject = call.upload_to
+        if call.done or subject is None:
+            if not call.done:
+                call.expire()
+            return
+        step = link.max_payload - wire.PART_HEADER_ROOM
+        view = memoryview(payload)
+        for at in range(call.upload_from, len(payload), step):
+            if call.done:  # failed or expired meanwhile: the rest is not wanted
+                return
+            part = bytes(view[at : at + step])
+            headers = {wire.PART: str(at)}
+            await link.publish(subject, part, call.reply, headers, on_error=call.send_failed)
 
     async def _call(
         self,
@@ -204,6 +245,8 @@ class NatsTransportClient(TransportClient):
         while True:
             inbox, call = await self._send(target, payload, headers, deadline)
             try:
+                if call.upload_from:
+                    await self._upload(inbox.link, call, payload, deadline)
                 await self._wait(call, deadline, whole=whole)
             except BaseException:
                 await self._finish(inbox, call)

@@ -16,6 +16,7 @@ from requestplane_core import (
     ConnectionLost,
     DeadlineExceeded,
     EndpointNotFound,
+    PayloadTooLarge,
     ProtocolError,
     RequestPlaneError,
 )
@@ -42,11 +43,15 @@ class Call:
         "heard",
         "liveness",
         "next_seq",
+        "part_size",
+        "parts",
         "probing",
         "reply",
         "subject",
         "timer",
         "token",
+        "upload_from",
+        "upload_to",
     )
 
     def __init__(
@@ -66,6 +71,12 @@ class Call:
         self.heard = 0
         self.liveness: str | None = None
         self.probing = False
+        # A response or chunk arriving in parts, and where the server wants the rest of a
+        # request sent in parts.
+        self.parts: list[bytes] = []
+        self.part_size = 0
+        self.upload_to: str | None = None
+        self.upload_from = 0  # a request sent in parts: the offset of its second part
         self._make_event = make_event
         self._waiter: Waiter | None = None
 
@@ -101,6 +112,30 @@ class Call:
             return
         self.next_seq += len(chunks)
         self.chunks.extend(chunks)
+        self._wake()
+
+    def part(self, total: int, offset: int, data: bytes, limit: int) -> bytes | None:
+        """A part of a response or chunk: the whole once complete; None while parts are
+        missing (or the call failed: they did not add up)."""
+        if offset != self.part_size or total > limit or self.part_size + len(data) > total:
+            self.fail(
+                ConnectionLost(f"the parts of a large reply from {self.subject!r} do not add up")
+                if total <= limit
+                else PayloadTooLarge(
+                    f"a reply of {total} bytes exceeds the NATS transport's max_message_size "
+                    f"of {limit}"
+                )
+            )
+            return None
+        self.parts.append(data)
+        self.part_size += len(data)
+        if self.part_size < total:
+            return None
+        parts, self.parts, self.part_size = self.parts, [], 0
+        return b"".join(parts)
+
+    def upload_ready(self, subject: str) -> None:
+        self.upload_to = subject
         self._wake()
 
     def end(self, count: int) -> None:
@@ -149,8 +184,15 @@ class Call:
 class ReplyInbox:
     """The calls in flight on one connection, keyed by the last token of their reply subject."""
 
-    def __init__(self, link: NatsLink, prefix: str, make_event: Callable[[], Waiter]) -> None:
+    def __init__(
+        self,
+        link: NatsLink,
+        prefix: str,
+        make_event: Callable[[], Waiter],
+        max_size: int = 32 * 1024 * 1024,
+    ) -> None:
         self.link = link
+        self._max_size = max_size
         self._make_event = make_event
         self._prefix = f"{prefix}.{uuid.uuid4().hex}."
         self._skip = len(self._prefix)
@@ -184,6 +226,24 @@ class ReplyInbox:
             call.unary(msg.data)
         elif wire.ALIVE in headers:
             call.liveness = headers[wire.ALIVE]  # a heartbeat: the call is still running
+            return
+        elif wire.LENGTH in headers:
+            try:
+                total, offset = int(headers[wire.LENGTH]), int(headers.get(wire.PART, "0"))
+                chunk_seq = int(headers[wire.SEQ]) if wire.SEQ in headers else None
+            except ValueError:
+                call.fail(ProtocolError("a part of a large reply carries malformed headers"))
+            else:
+                whole = call.part(total, offset, msg.data, self._max_size)
+                if whole is None and not call.done:
+                    return
+                if whole is not None:
+                    if chunk_seq is not None:
+                        call.chunk(chunk_seq, whole)
+                        return
+                    call.unary(whole)
+        elif wire.UPLOAD in headers:
+            call.upload_ready(headers[wire.UPLOAD])
             return
         elif wire.SEQ in headers:
             try:

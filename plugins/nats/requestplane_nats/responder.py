@@ -32,26 +32,38 @@ Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 class Responder:
     """Cancel-safe: each method queues whole messages before it can be interrupted."""
 
-    __slots__ = ("_batch", "_batch_bytes", "_flush_pending", "_link", "_seq", "_spawn", "reply")
+    __slots__ = (
+        "_batch",
+        "_batch_bytes",
+        "_flush_pending",
+        "_link",
+        "_max_size",
+        "_seq",
+        "_spawn",
+        "reply",
+    )
 
-    def __init__(self, link: NatsLink, reply: str, spawn: Spawn) -> None:
+    def __init__(self, link: NatsLink, reply: str, spawn: Spawn, max_size: int) -> None:
         self._link = link
         self.reply = reply
         self._spawn = spawn
+        self._max_size = max_size
         self._seq = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._flush_pending = False
 
     def _check(self, size: int) -> int:
+        """The broker's max_payload, once ``size`` is known to be within the transport's
+        limit (larger messages than max_payload travel in parts)."""
         if self._link.closed:
             raise ConnectionLost("the server's NATS connection is closed")
-        limit = self._link.max_payload
-        if size > limit:
+        if size > self._max_size:
             raise PayloadTooLarge(
-                f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
+                f"response of {size} bytes exceeds the NATS transport's max_message_size of "
+                f"{self._max_size}"
             )
-        return limit
+        return self._link.max_payload
 
     def answer_now(self, outcome: bytes | RequestPlaneError) -> Awaitable[None] | None:
         """The whole answer at once, without a task (see ``NatsLink.publish_now``): what to
@@ -61,21 +73,42 @@ class Responder:
             return None
         if isinstance(outcome, bytes):
             try:
-                self._check(len(outcome))
+                limit = self._check(len(outcome))
             except PayloadTooLarge as exc:
                 outcome = exc
             else:
-                return self._link.publish_now(self.reply, outcome)
+                if len(outcome) <= limit:
+                    return self._link.publish_now(self.reply, outcome)
+                data = outcome  # in parts: rare enough for a task of its own
+                self._spawn(lambda: self._send_parts(data, {}))
+                return None
         payload, headers = _error_message(outcome, self._link.max_payload)
         return self._link.publish_now(self.reply, payload, headers=headers)
 
     async def send_response(self, payload: bytes) -> None:
-        self._check(len(payload))
-        await self._link.publish(self.reply, payload)
+        if len(payload) <= self._check(len(payload)):
+            await self._link.publish(self.reply, payload)
+        else:
+            await self._send_parts(payload, {})
+
+    async def _send_parts(self, data: bytes, headers: dict[str, str]) -> None:
+        """``data`` as parts that fit the broker's max_payload, in order (NATS keeps the
+        order of one connection's messages to one subscriber)."""
+        step = self._link.max_payload - wire.PART_HEADER_ROOM
+        total = str(len(data))
+        view = memoryview(data)
+        for at in range(0, len(data), step):
+            part = {**headers, wire.LENGTH: total, wire.PART: str(at)}
+            await self._link.publish(self.reply, bytes(view[at : at + step]), headers=part)
 
     async def send_chunk(self, payload: bytes) -> None:
         size = len(payload) + wire.FRAME_OVERHEAD
-        limit = self._check(size + _HEADER_ROOM)
+        limit = self._check(len(payload))
+        if size + _HEADER_ROOM > limit:  # a chunk of its own, in parts
+            await self._flush()
+            seq, self._seq = self._seq, self._seq + 1
+            await self._send_parts(payload, {wire.SEQ: str(seq)})
+            return
         batch_limit = min(_BATCH_BYTES, limit - _HEADER_ROOM)
         if self._batch and self._batch_bytes + size > batch_limit:
             await self._flush()

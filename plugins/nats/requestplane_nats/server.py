@@ -32,6 +32,7 @@ from . import wire
 from .backend_primitives import Spawner, cancel_scope_factory, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
+from .request_upload import IDLE, Uploads
 from .responder import Responder
 from .settings import NatsSettings
 from .subjects import (
@@ -57,6 +58,7 @@ class NatsTransportServer(TransportServer):
         self._clock: Callable[[], float] = anyio.current_time
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._subs: dict[str, list[Subscription]] = {}
+        self._uploads = Uploads(settings.max_message_size, anyio.current_time)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
         self._liveness = liveness_subject(settings.subject_prefix, self.instance)
@@ -95,7 +97,7 @@ class NatsTransportServer(TransportServer):
         interval = self._settings.heartbeat_interval
         if interval > 0:
             self._liveness_sub = await self._link.subscribe(self._liveness, self._on_probe)
-            task_group.start_soon(self._heartbeats, interval)
+        task_group.start_soon(self._rounds, interval)
 
     def address(self, endpoint: str) -> Address:
         prefix = self._settings.subject_prefix
@@ -154,9 +156,38 @@ class NatsTransportServer(TransportServer):
                 elif key.lower() not in wire.RESERVED:
                     headers[key] = value
         request = Request(endpoint, msg.data, headers, deadline)
-        assert self._dispatcher is not None
+        if msg.headers and (wire.LENGTH in msg.headers or wire.PART in msg.headers):
+            return self._on_part(request, reply, msg.headers)
+        return self._dispatch(request, reply)
+
+    def _on_part(
+        self, request: Request, reply: str, headers: dict[str, str]
+    ) -> Awaitable[None] | None:
+        link = self._link
+        assert link is not None
+        offset = headers.get(wire.PART)
+        if offset is None:  # the first part: tell the caller where to send the rest
+            refused = self._uploads.start(reply, request, headers[wire.LENGTH])
+            if refused is not None:
+                return self._responder(reply).answer_now(refused)
+            here = instance_subject(self._settings.subject_prefix, request.endpoint, self.instance)
+            return link.publish_now(reply, b"", headers={wire.UPLOAD: here})
+        whole = self._uploads.add(reply, offset, request.payload)
+        if whole is None:
+            return None
+        if isinstance(whole, Request):
+            return self._dispatch(whole, reply)
+        return self._responder(reply).answer_now(whole)
+
+    def _responder(self, reply: str) -> Responder:
+        assert self._link is not None and self._spawner is not None
+        return Responder(self._link, reply, self._spawner.spawn, self._settings.max_message_size)
+
+    def _dispatch(self, request: Request, reply: str) -> Awaitable[None] | None:
+        spawner = self._spawner
+        assert self._dispatcher is not None and spawner is not None
         outcome = self._dispatcher.answer_now(request)
-        responder = Responder(link, reply, spawner.spawn)
+        responder = self._responder(reply)
         if isinstance(outcome, Pending):
             scope = self._new_scope()
             self._inflight[reply] = scope
@@ -181,7 +212,7 @@ class NatsTransportServer(TransportServer):
             return None
         return link.publish_now(msg.reply, b"")
 
-    async def _heartbeats(self, interval: float) -> None:
+    async def _rounds(self, interval: float) -> None:
         """A heartbeat per request in flight at each round, so that a caller knows who runs
         its request at most one interval after it started. A request gets one with the
         probability (its duration / interval): short requests, the great majority, almost
@@ -191,10 +222,14 @@ class NatsTransportServer(TransportServer):
             if self._closing:
                 return
             while True:
-                await anyio.sleep(interval)
+                # Without heartbeats, rounds still time out stopped uploads.
+                await anyio.sleep(interval or IDLE)
+                self._uploads.sweep()
                 link = self._link
                 if link is None:
                     return
+                if not interval:
+                    continue
                 for reply in list(self._inflight):
                     sent = link.publish_now(reply, b"", headers=alive)
                     if sent is not None:
@@ -202,6 +237,7 @@ class NatsTransportServer(TransportServer):
 
     def _on_cancel(self, msg: Msg) -> Awaitable[None] | None:
         reply = msg.data.decode("utf-8", "replace")
+        self._uploads.drop(reply)
         if reply.startswith(wire.WHO_RUNS):
             # A caller that has heard nothing for its request asks who runs it; only the
             # instance running it answers (with its liveness subject), the others stay

@@ -98,6 +98,14 @@ class NatsSettings:
         None, help="client certificate for mutual TLS (with tls_key; enables TLS)"
     )
     tls_key: Path | None = setting(None, help="private key of tls_cert")
+    max_message_size: int = setting(
+        32 * 1024 * 1024,
+        help="largest request, response or stream chunk in bytes; larger ones fail with "
+        "PayloadTooLarge. Messages over the NATS server's max_payload travel in parts of "
+        "that size",
+        accepts="an integer > 0",
+        check=positive,
+    )
     connect_timeout: float = setting(
         5.0,
         help="seconds to connect to a NATS server",

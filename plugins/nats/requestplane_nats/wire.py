@@ -33,9 +33,12 @@ __all__ = [
     "DEADLINE",
     "END",
     "ERROR",
+    "LENGTH",
+    "PART",
     "REMOTE_TYPE",
     "RESERVED",
     "SEQ",
+    "UPLOAD",
     "WHO_RUNS",
     "error_headers",
     "error_payload",
@@ -53,6 +56,15 @@ COUNT = "Rp-C"
 END = "Rp-E"
 ERROR = "Rp-X"
 REMOTE_TYPE = "Rp-Y"
+# Messages larger than the broker's max_payload travel in parts. ``Rp-L: <total bytes>``
+# marks a part of a larger message (a request's first part; each part of a response or of a
+# stream chunk, with ``Rp-S`` for a chunk), ``Rp-P: <offset>`` the offset of a part after
+# the first. A server that got a request's first part answers ``Rp-U: <subject>``, where the
+# caller sends the rest (its per-instance subject: the shared one may hand each message to
+# another instance).
+LENGTH = "Rp-L"
+PART = "Rp-P"
+UPLOAD = "Rp-U"
 # A heartbeat for a request still running; its value is the subject that answers for the
 # server running it (see subjects.liveness_subject).
 ALIVE = "Rp-A"
@@ -60,8 +72,12 @@ ALIVE = "Rp-A"
 # the request's reply subject (a reply subject never starts with it, so a server that does
 # not know the question ignores it as a cancel for a request it does not have).
 WHO_RUNS = "?"
-RESERVED = frozenset(h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE))
+RESERVED = frozenset(
+    h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE, LENGTH, PART, UPLOAD)
+)
 FRAME_OVERHEAD = 4
+# Room left for the reserved headers of a part: NATS counts headers against max_payload.
+PART_HEADER_ROOM = 96
 
 _HDR_LINE = len(b"NATS/1.0\r\n") + len(b"\r\n")
 
