@@ -9,6 +9,7 @@ from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
 
 from requestplane_core import (
     Address,
@@ -159,6 +160,7 @@ class NatsTransportClient(TransportClient):
         payload: bytes,
         headers: Mapping[str, str] | None,
         deadline: float,
+        window: int = 0,
     ) -> tuple[ReplyInbox, Call]:
         prims = self._prims()
         inbox = self._inboxes.get(target.link_key)
@@ -178,6 +180,8 @@ class NatsTransportClient(TransportClient):
                 if key.lower() in wire.RESERVED:
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
             out = dict(headers)
+        if window:
+            out = {**(out or {}), wire.WINDOW: str(window)}
         size = len(payload) + wire.header_size(out)
         limit = self._settings.max_message_size
         if size > limit:
@@ -238,12 +242,13 @@ class NatsTransportClient(TransportClient):
         deadline: float,
         *,
         whole: bool,
+        window: int = 0,
     ) -> tuple[ReplyInbox, Call]:
         """Send the request and wait for its first answer (``whole``: all of it); "no
         responders" soon after a reconnect is waited out (see ``_RESUBSCRIBE_GRACE``)."""
         pause = _RESEND_PAUSE
         while True:
-            inbox, call = await self._send(target, payload, headers, deadline)
+            inbox, call = await self._send(target, payload, headers, deadline, window)
             try:
                 if call.upload_from:
                     await self._upload(inbox.link, call, payload, deadline)
@@ -459,12 +464,32 @@ class _NatsStream(ResponseStream):
         self._inbox: ReplyInbox | None = None
         self._call: Call | None = None
         self._finished = False
+        self._window = client._settings.stream_window
+        # Credit goes back in quarters of the window: few grants (one per ~1000 chunks of
+        # 1 KiB), and three quarters left for the server to send while a grant travels.
+        self._grant_at = self._window // 4 if self._window else math.inf
+
+    async def _grant(self, call: Call) -> None:
+        """Give the server back the credit of what the reader took (wire.GRANT)."""
+        subject, inbox = call.upload_to, self._inbox
+        if subject is None or inbox is None or call.done:
+            return  # an older server (no flow control), or nothing more is coming
+        amount, call.consumed = call.consumed, 0
+        headers = {wire.GRANT: str(amount)}
+        await inbox.link.publish(subject, b"", call.reply, headers)
+        # A reader with chunks waiting takes them without yielding to the event loop, which
+        # would hold the grant back until the buffer is empty (the server then idles for a
+        # round trip per window: measured, ~45% fewer chunks/s); let it leave now.
+        await checkpoint()
 
     async def __anext__(self) -> bytes:
         call = self._call
         if call is not None and call.chunks:  # the common case: a chunk is waiting
             chunk = call.chunks.popleft()
             self._client.stats.bytes_received += len(chunk)
+            call.consumed += len(chunk) + wire.CHUNK_COST
+            if call.consumed >= self._grant_at:
+                await self._grant(call)
             return chunk
         if self._finished:
             raise StopAsyncIteration
@@ -475,7 +500,12 @@ class _NatsStream(ResponseStream):
                 self._deadline = client._prims().clock() + self._timeout
                 try:
                     self._inbox, call = await client._call(
-                        target, self._payload, self._headers, self._deadline, whole=False
+                        target,
+                        self._payload,
+                        self._headers,
+                        self._deadline,
+                        whole=False,
+                        window=self._window,
                     )
                 except BaseException:
                     self._finished = True  # _call has forgotten (and cancelled) the call
@@ -490,6 +520,9 @@ class _NatsStream(ResponseStream):
             if call.chunks:
                 chunk = call.chunks.popleft()
                 client.stats.bytes_received += len(chunk)
+                call.consumed += len(chunk) + wire.CHUNK_COST
+                if call.consumed >= self._grant_at:
+                    await self._grant(call)
                 return chunk
             await self.aclose()
             if call.error is not None:

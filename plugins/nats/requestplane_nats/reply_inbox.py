@@ -37,6 +37,7 @@ class Call:
         "_make_event",
         "_waiter",
         "chunks",
+        "consumed",
         "done",
         "error",
         "expired",
@@ -77,6 +78,7 @@ class Call:
         self.part_size = 0
         self.upload_to: str | None = None
         self.upload_from = 0  # a request sent in parts: the offset of its second part
+        self.consumed = 0  # stream bytes (+ CHUNK_COST each) taken but not granted yet
         self._make_event = make_event
         self._waiter: Waiter | None = None
 
@@ -234,6 +236,8 @@ class ReplyInbox:
             except ValueError:
                 call.fail(ProtocolError("a part of a large reply carries malformed headers"))
             else:
+                if wire.UPLOAD in headers:  # a flow-controlled stream's first chunk
+                    call.upload_to = headers[wire.UPLOAD]
                 whole = call.part(total, offset, msg.data, self._max_size)
                 if whole is None and not call.done:
                     return
@@ -242,9 +246,6 @@ class ReplyInbox:
                         call.chunk(chunk_seq, whole)
                         return
                     call.unary(whole)
-        elif wire.UPLOAD in headers:
-            call.upload_ready(headers[wire.UPLOAD])
-            return
         elif wire.SEQ in headers:
             try:
                 seq = int(headers[wire.SEQ])
@@ -252,6 +253,8 @@ class ReplyInbox:
             except ValueError:
                 call.fail(ProtocolError("a stream chunk carries a malformed sequence number"))
                 return
+            if wire.UPLOAD in headers:  # a flow-controlled stream's first chunk: grants go here
+                call.upload_to = headers[wire.UPLOAD]
             if count == 1 and wire.COUNT not in headers:
                 call.chunk(seq, msg.data)
                 return
@@ -260,6 +263,9 @@ class ReplyInbox:
                 call.fail(ProtocolError("a batch of stream chunks is malformed"))
             else:
                 call.chunks_from(seq, chunks)
+            return
+        elif wire.UPLOAD in headers:
+            call.upload_ready(headers[wire.UPLOAD])
             return
         elif wire.END in headers:
             try:

@@ -18,6 +18,7 @@ from anyio.lowlevel import checkpoint
 from requestplane_core import ConnectionLost, PayloadTooLarge, RequestPlaneError
 
 from . import wire
+from .backend_primitives import Waiter
 from .nats_link import NatsLink
 
 __all__ = ["Responder"]
@@ -33,10 +34,14 @@ class Responder:
     """Cancel-safe: each method queues whole messages before it can be interrupted."""
 
     __slots__ = (
+        "_announce",
         "_batch",
         "_batch_bytes",
+        "_credit",
+        "_credit_waiter",
         "_flush_pending",
         "_link",
+        "_make_event",
         "_max_size",
         "_seq",
         "_spawn",
@@ -52,6 +57,41 @@ class Responder:
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._flush_pending = False
+        # Flow control (wire.WINDOW): None when the caller grants no credit.
+        self._credit: int | None = None
+        self._credit_waiter: Waiter | None = None
+        self._announce: str | None = None
+        self._make_event: Callable[[], Waiter] | None = None
+
+    def control_flow(self, window: int, here: str, make_event: Callable[[], Waiter]) -> None:
+        """Send stream chunks only while the caller has granted credit: ``window`` bytes to
+        start with; the first chunk message names ``here``, where the grants go."""
+        self._credit = window
+        self._announce = here
+        self._make_event = make_event
+
+    def grant(self, amount: int) -> None:
+        if self._credit is None:
+            return
+        self._credit += amount
+        waiter, self._credit_waiter = self._credit_waiter, None
+        if waiter is not None:
+            waiter.set()
+
+    async def _spend(self, size: int) -> None:
+        """Take a chunk's credit, waiting (the handler with it) while there is none."""
+        assert self._credit is not None and self._make_event is not None
+        while self._credit <= 0:
+            await self._flush()  # the chunks already paid for go out before the wait
+            waiter = self._credit_waiter = self._make_event()
+            await waiter.wait()
+        self._credit -= size + wire.CHUNK_COST
+
+    def _chunk_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        if self._announce is not None:
+            headers[wire.UPLOAD] = self._announce
+            self._announce = None
+        return headers
 
     def _check(self, size: int) -> int:
         """The broker's max_payload, once ``size`` is known to be within the transport's
@@ -104,10 +144,12 @@ class Responder:
     async def send_chunk(self, payload: bytes) -> None:
         size = len(payload) + wire.FRAME_OVERHEAD
         limit = self._check(len(payload))
+        if self._credit is not None:
+            await self._spend(len(payload))
         if size + _HEADER_ROOM > limit:  # a chunk of its own, in parts
             await self._flush()
             seq, self._seq = self._seq, self._seq + 1
-            await self._send_parts(payload, {wire.SEQ: str(seq)})
+            await self._send_parts(payload, self._chunk_headers({wire.SEQ: str(seq)}))
             return
         batch_limit = min(_BATCH_BYTES, limit - _HEADER_ROOM)
         if self._batch and self._batch_bytes + size > batch_limit:
@@ -131,13 +173,11 @@ class Responder:
             return
         first, self._seq = self._seq, self._seq + len(batch)
         if len(batch) == 1:
-            await self._link.publish(self.reply, batch[0], headers={wire.SEQ: str(first)})
+            headers = self._chunk_headers({wire.SEQ: str(first)})
+            await self._link.publish(self.reply, batch[0], headers=headers)
         else:
-            await self._link.publish(
-                self.reply,
-                wire.pack_chunks(batch),
-                headers={wire.SEQ: str(first), wire.COUNT: str(len(batch))},
-            )
+            headers = self._chunk_headers({wire.SEQ: str(first), wire.COUNT: str(len(batch))})
+            await self._link.publish(self.reply, wire.pack_chunks(batch), headers=headers)
 
     async def send_end(self) -> None:
         self._check(0)

@@ -29,7 +29,7 @@ from requestplane_core import (
 )
 
 from . import wire
-from .backend_primitives import Spawner, cancel_scope_factory, primitives
+from .backend_primitives import Spawner, Waiter, cancel_scope_factory, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
 from .request_upload import IDLE, Uploads
@@ -58,6 +58,9 @@ class NatsTransportServer(TransportServer):
         self._clock: Callable[[], float] = anyio.current_time
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._subs: dict[str, list[Subscription]] = {}
+        self._here: dict[str, str] = {}
+        self._flows: dict[str, Responder] = {}  # flow-controlled streams, by reply subject
+        self._make_event: Callable[[], Waiter] = anyio.Event
         self._uploads = Uploads(settings.max_message_size, anyio.current_time)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
@@ -73,7 +76,8 @@ class NatsTransportServer(TransportServer):
         self._spawner = Spawner()
         await self._spawner.start(task_group)
         self._new_scope = cancel_scope_factory()
-        self._clock = primitives().clock
+        prims = primitives()
+        self._clock, self._make_event = prims.clock, prims.event
         urls = self._settings.urls()
         if self._settings.embedded:
             # Ctrl-C must reach this process only: it stops the nats-server itself, after
@@ -114,9 +118,7 @@ class NatsTransportServer(TransportServer):
         on_request = partial(self._on_request, endpoint)
         subs = self._subs[endpoint] = []
         try:
-            subs.append(
-                await link.subscribe(instance_subject(prefix, endpoint, self.instance), on_request)
-            )
+            subs.append(await link.subscribe(self._here_for(endpoint), on_request))
             subs.append(await link.subscribe(shared, on_request, queue=self._settings.queue_group))
             subs.append(await link.subscribe(cancel_subject_for(shared), self._on_cancel))
             # Once the server has seen the subscriptions, a request sent right after
@@ -132,6 +134,14 @@ class NatsTransportServer(TransportServer):
         if self._link is not None:
             await self._link.unsubscribe(subs)
 
+    def _here_for(self, endpoint: str) -> str:
+        """This instance's subject for ``endpoint`` (escaping a name costs: kept)."""
+        here = self._here.get(endpoint)
+        if here is None:
+            prefix = self._settings.subject_prefix
+            here = self._here[endpoint] = instance_subject(prefix, endpoint, self.instance)
+        return here
+
     def _require_link(self) -> NatsLink:
         if self._link is None:
             raise ConnectionLost("the NATS transport server is not started")
@@ -146,19 +156,31 @@ class NatsTransportServer(TransportServer):
         remaining = wire.remaining_from_reply(reply)
         deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
+        window = 0
         if msg.headers:
+            grant = msg.headers.get(wire.GRANT)
+            if grant is not None:
+                self._on_grant(reply, grant)
+                return None
             for key, value in msg.headers.items():
                 if key == wire.DEADLINE:
                     try:
                         deadline = self._clock() + float(value)
                     except ValueError:
                         log.debug("nats: ignoring a malformed deadline header")
+                elif key == wire.WINDOW:
+                    window = int(value) if value.isdigit() else 0
                 elif key.lower() not in wire.RESERVED:
                     headers[key] = value
         request = Request(endpoint, msg.data, headers, deadline)
         if msg.headers and (wire.LENGTH in msg.headers or wire.PART in msg.headers):
             return self._on_part(request, reply, msg.headers)
-        return self._dispatch(request, reply)
+        return self._dispatch(request, reply, window)
+
+    def _on_grant(self, reply: str, grant: str) -> None:
+        responder = self._flows.get(reply)
+        if responder is not None and grant.isdigit():
+            responder.grant(int(grant))
 
     def _on_part(
         self, request: Request, reply: str, headers: dict[str, str]
@@ -170,7 +192,7 @@ class NatsTransportServer(TransportServer):
             refused = self._uploads.start(reply, request, headers[wire.LENGTH])
             if refused is not None:
                 return self._responder(reply).answer_now(refused)
-            here = instance_subject(self._settings.subject_prefix, request.endpoint, self.instance)
+            here = self._here_for(request.endpoint)
             return link.publish_now(reply, b"", headers={wire.UPLOAD: here})
         whole = self._uploads.add(reply, offset, request.payload)
         if whole is None:
@@ -183,7 +205,7 @@ class NatsTransportServer(TransportServer):
         assert self._link is not None and self._spawner is not None
         return Responder(self._link, reply, self._spawner.spawn, self._settings.max_message_size)
 
-    def _dispatch(self, request: Request, reply: str) -> Awaitable[None] | None:
+    def _dispatch(self, request: Request, reply: str, window: int = 0) -> Awaitable[None] | None:
         spawner = self._spawner
         assert self._dispatcher is not None and spawner is not None
         outcome = self._dispatcher.answer_now(request)
@@ -191,6 +213,9 @@ class NatsTransportServer(TransportServer):
         if isinstance(outcome, Pending):
             scope = self._new_scope()
             self._inflight[reply] = scope
+            if window:
+                responder.control_flow(window, self._here_for(request.endpoint), self._make_event)
+                self._flows[reply] = responder
             spawner.spawn(self._serve, request, responder, scope, outcome)
             return None
         # Known at once (a synchronous handler, a refusal): answered without a task, as a
@@ -205,6 +230,7 @@ class NatsTransportServer(TransportServer):
             await self._dispatcher.handle(request, responder, scope, pending)
         finally:
             self._inflight.pop(responder.reply, None)
+            self._flows.pop(responder.reply, None)
 
     def _on_probe(self, msg: Msg) -> Awaitable[None] | None:
         link = self._link

@@ -106,6 +106,16 @@ class NatsSettings:
         accepts="an integer > 0",
         check=positive,
     )
+    stream_window: int = setting(
+        4 * 1024 * 1024,
+        help="bytes of stream chunks a server may send ahead of what the caller of stream() "
+        "has read (each chunk counts its size + 64); the caller grants more as it reads, so "
+        "a slow reader slows its own stream only. Keep the windows of the streams one client "
+        "reads at once below the NATS server's max_pending (64 MiB by default). 0: no flow "
+        "control (the server sends as fast as it can and the caller buffers without bound)",
+        accepts="an integer >= 0",
+        check=non_negative,
+    )
     connect_timeout: float = setting(
         5.0,
         help="seconds to connect to a NATS server",

@@ -33,6 +33,7 @@ __all__ = [
     "DEADLINE",
     "END",
     "ERROR",
+    "GRANT",
     "LENGTH",
     "PART",
     "REMOTE_TYPE",
@@ -40,6 +41,7 @@ __all__ = [
     "SEQ",
     "UPLOAD",
     "WHO_RUNS",
+    "WINDOW",
     "error_headers",
     "error_payload",
     "header_size",
@@ -65,6 +67,14 @@ REMOTE_TYPE = "Rp-Y"
 LENGTH = "Rp-L"
 PART = "Rp-P"
 UPLOAD = "Rp-U"
+# Flow control of streams: a caller of stream() sends ``Rp-W: <bytes>`` with its request;
+# the server sends chunks worth that much credit ahead of the caller (a chunk costs its size
+# + CHUNK_COST), names its per-instance subject with ``Rp-U`` on the first chunk message,
+# and the caller grants what it consumed with ``Rp-G: <bytes>`` messages to that subject
+# (reply subject: the request's).
+WINDOW = "Rp-W"
+GRANT = "Rp-G"
+CHUNK_COST = 64
 # A heartbeat for a request still running; its value is the subject that answers for the
 # server running it (see subjects.liveness_subject).
 ALIVE = "Rp-A"
@@ -72,9 +82,8 @@ ALIVE = "Rp-A"
 # the request's reply subject (a reply subject never starts with it, so a server that does
 # not know the question ignores it as a cancel for a request it does not have).
 WHO_RUNS = "?"
-RESERVED = frozenset(
-    h.lower() for h in (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE, LENGTH, PART, UPLOAD)
-)
+_ALL = (DEADLINE, SEQ, COUNT, END, ERROR, REMOTE_TYPE, ALIVE, LENGTH, PART, UPLOAD, WINDOW, GRANT)
+RESERVED = frozenset(h.lower() for h in _ALL)
 FRAME_OVERHEAD = 4
 # Room left for the reserved headers of a part: NATS counts headers against max_payload.
 PART_HEADER_ROOM = 96
