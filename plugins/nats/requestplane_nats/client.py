@@ -47,6 +47,7 @@ _SILENT_ROUNDS = 3
 _RESUBSCRIBE_GRACE = 2.0
 _RESUBSCRIBE_WAITS = 4
 _RESEND_PAUSE = 0.02
+_CHUNK_COST = wire.CHUNK_COST
 _RESEND_PAUSE_MAX = 0.25
 
 
@@ -487,7 +488,7 @@ class _NatsStream(ResponseStream):
         if call is not None and call.chunks:  # the common case: a chunk is waiting
             chunk = call.chunks.popleft()
             self._client.stats.bytes_received += len(chunk)
-            call.consumed += len(chunk) + wire.CHUNK_COST
+            call.consumed += len(chunk) + _CHUNK_COST
             if call.consumed >= self._grant_at:
                 await self._grant(call)
             return chunk
@@ -520,7 +521,7 @@ class _NatsStream(ResponseStream):
             if call.chunks:
                 chunk = call.chunks.popleft()
                 client.stats.bytes_received += len(chunk)
-                call.consumed += len(chunk) + wire.CHUNK_COST
+                call.consumed += len(chunk) + _CHUNK_COST
                 if call.consumed >= self._grant_at:
                     await self._grant(call)
                 return chunk
