@@ -181,8 +181,6 @@ class NatsTransportClient(TransportClient):
                 if key.lower() in wire.RESERVED:
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
             out = dict(headers)
-        if window:
-            out = {**(out or {}), wire.WINDOW: str(window)}
         size = len(payload) + wire.header_size(out)
         limit = self._settings.max_message_size
         if size > limit:
@@ -202,7 +200,7 @@ class NatsTransportClient(TransportClient):
         if not link.connected:
             # not sent, so safe to retry (calls in flight at the disconnect: ConnectionLost)
             raise Unavailable("not connected to the NATS server (reconnecting)")
-        call = inbox.new_call(target.subject, remaining)
+        call = inbox.new_call(target.subject, remaining, window)
         if head is not payload:
             call.upload_from = len(head)
         if prims.call_at is not None and deadline != math.inf:

@@ -208,9 +208,9 @@ class ReplyInbox:
     async def start(self) -> None:
         await self.link.subscribe(self._prefix + "*", self._on_msg)
 
-    def new_call(self, subject: str, remaining: float) -> Call:
+    def new_call(self, subject: str, remaining: float, window: int = 0) -> Call:
         self._counter += 1
-        token = wire.reply_token(self._counter, remaining)
+        token = wire.reply_token(self._counter, remaining, window)
         call = self._calls[token] = Call(token, self._prefix + token, subject, self._make_event)
         call.heard = self.round
         return call

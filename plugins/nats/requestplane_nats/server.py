@@ -153,10 +153,9 @@ class NatsTransportServer(TransportServer):
         reply, link, spawner = msg.reply, self._link, self._spawner
         if not reply or link is None or spawner is None:
             return None  # a plain publish (nobody waits for an answer), or the server is closed
-        remaining = wire.remaining_from_reply(reply)
+        remaining, window = wire.parse_reply(reply)
         deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
-        window = 0
         if msg.headers:
             grant = msg.headers.get(wire.GRANT)
             if grant is not None:
