@@ -197,7 +197,7 @@ class NatsTransportServer(TransportServer):
         if whole is None:
             return None
         if isinstance(whole, Request):
-            return self._dispatch(whole, reply)
+            return self._dispatch(whole, reply, wire.parse_reply(reply)[1])
         return self._responder(reply).answer_now(whole)
 
     def _responder(self, reply: str) -> Responder:

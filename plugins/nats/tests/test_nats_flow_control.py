@@ -84,3 +84,29 @@ async def test_a_handler_waiting_for_credit_is_cancelled_when_the_reader_leaves(
             await cancelled.wait()
             assert await client.request(await server.register("echo", echo), b"x") == b"x"
     assert produced <= WINDOW // CHUNK + 2
+
+
+async def test_a_stream_whose_request_came_in_parts_is_flow_controlled_too() -> None:
+    produced = consumed = ahead = 0
+
+    async def stream(request: Request) -> AsyncIterator[bytes]:
+        nonlocal produced, ahead
+        for i in range(TOTAL // 2):
+            produced += 1
+            ahead = max(ahead, produced - consumed)
+            yield numbered(i)
+
+    # max_payload 4 KiB: the 8 KiB request travels in parts
+    with NatsServerProcess(config="max_payload: 4096\n") as broker:
+        settings = {"url": broker.url}
+        with anyio.fail_after(120):
+            async with nats_server_of(settings) as server, nats_client_of(settings) as client:
+                address = await server.register("numbered", stream)
+                async with client.stream(address, b"r" * 8192, timeout=100) as chunks:
+                    async for chunk in chunks:
+                        assert chunk == numbered(consumed)
+                        consumed += 1
+                        if consumed % 1000 == 0:
+                            await anyio.sleep(0.02)  # the slow reader's own pace
+    assert consumed == TOTAL // 2
+    assert ahead <= WINDOW // CHUNK + 2, ahead
