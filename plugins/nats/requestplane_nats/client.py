@@ -9,6 +9,7 @@ from functools import partial
 
 import anyio
 from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
 
 from requestplane_core import (
     Address,
@@ -16,6 +17,7 @@ from requestplane_core import (
     ConfigError,
     ConnectionLost,
     DeadlineExceeded,
+    EndpointNotFound,
     PayloadTooLarge,
     RequestPlaneError,
     ResponseStream,
@@ -38,6 +40,15 @@ log = logging.getLogger("requestplane.nats")
 # still there. Heartbeats come once an interval, so a live server is never this late unless
 # its event loop is stuck, and then it is only asked (and "no answer" changes nothing).
 _SILENT_ROUNDS = 3
+# After this client reconnected to NATS, "no responders" may only mean that the workers have
+# not reconnected and resubscribed yet (each on its own reconnect schedule, reconnect_wait
+# apart plus jitter): for this many seconds, or this many reconnect waits if longer, such a
+# request is sent again (nothing received it) until its deadline.
+_RESUBSCRIBE_GRACE = 2.0
+_RESUBSCRIBE_WAITS = 4
+_RESEND_PAUSE = 0.02
+_CHUNK_COST = wire.CHUNK_COST
+_RESEND_PAUSE_MAX = 0.25
 
 
 class _Target:
@@ -105,7 +116,12 @@ class NatsTransportClient(TransportClient):
                 return inbox
             urls = [target.link_key] if target.link_key else self._settings.urls()
             link = await NatsLink.open(self._settings, urls, name="requestplane-client")
-            inbox = ReplyInbox(link, self._settings.inbox_prefix, self._prims().event)
+            inbox = ReplyInbox(
+                link,
+                self._settings.inbox_prefix,
+                self._prims().event,
+                self._settings.max_message_size,
+            )
             link.on_reconnect = partial(self._reconnected, inbox)
             try:
                 await inbox.start()
@@ -145,6 +161,7 @@ class NatsTransportClient(TransportClient):
         payload: bytes,
         headers: Mapping[str, str] | None,
         deadline: float,
+        window: int = 0,
     ) -> tuple[ReplyInbox, Call]:
         prims = self._prims()
         inbox = self._inboxes.get(target.link_key)
@@ -165,20 +182,96 @@ class NatsTransportClient(TransportClient):
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
             out = dict(headers)
         size = len(payload) + wire.header_size(out)
-        if size > link.max_payload:
+        limit = self._settings.max_message_size
+        if size > limit:
             raise PayloadTooLarge(
-                f"request of {size} bytes exceeds the NATS server's max_payload of "
-                f"{link.max_payload}"
+                f"request of {size} bytes exceeds the NATS transport's max_message_size of {limit}"
             )
+        head = payload
+        if size > link.max_payload:  # in parts: this one, then the rest where the server says
+            out = {**(out or {}), wire.LENGTH: str(len(payload))}
+            room = link.max_payload - wire.header_size(out)
+            if room <= 0:
+                raise PayloadTooLarge(
+                    "the request's headers alone exceed the NATS server's max_payload of "
+                    f"{link.max_payload}"
+                )
+            head = payload[:room]
         if not link.connected:
             # not sent, so safe to retry (calls in flight at the disconnect: ConnectionLost)
             raise Unavailable("not connected to the NATS server (reconnecting)")
-        call = inbox.new_call(target.subject, remaining)
+        call = inbox.new_call(target.subject, remaining, window)
+        if head is not payload:
+            call.upload_from = len(head)
         if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)
         self.stats.bytes_sent += len(payload)
-        await link.publish(target.subject, payload, call.reply, out, on_error=call.send_failed)
+        await link.publish(target.subject, head, call.reply, out, on_error=call.send_failed)
         return inbox, call
+
+    async def _upload(self, link: NatsLink, call: Call, payload: bytes, deadline: float) -> None:
+        """The rest of a request sent in parts, once its server said where (``Rp-U``)."""
+        move_on_at = self._prims().move_on_at
+        if move_on_at is None:  # the call's timer expires it
+            while not call.done and call.upload_to is None:
+                await call.wait()
+        else:
+            with move_on_at(deadline):
+                while not call.done and call.upload_to is None:
+                    await call.wait()
+        subject = call.upload_to
+        if call.done or subject is None:
+            if not call.done:
+                call.expire()
+            return
+        step = link.max_payload - wire.PART_HEADER_ROOM
+        view = memoryview(payload)
+        for at in range(call.upload_from, len(payload), step):
+            if call.done:  # failed or expired meanwhile: the rest is not wanted
+                return
+            part = bytes(view[at : at + step])
+            headers = {wire.PART: str(at)}
+            await link.publish(subject, part, call.reply, headers, on_error=call.send_failed)
+
+    async def _call(
+        self,
+        target: _Target,
+        payload: bytes,
+        headers: Mapping[str, str] | None,
+        deadline: float,
+        *,
+        whole: bool,
+        window: int = 0,
+    ) -> tuple[ReplyInbox, Call]:
+        """Send the request and wait for its first answer (``whole``: all of it); "no
+        responders" soon after a reconnect is waited out (see ``_RESUBSCRIBE_GRACE``)."""
+        pause = _RESEND_PAUSE
+        while True:
+            inbox, call = await self._send(target, payload, headers, deadline, window)
+            try:
+                if call.upload_from:
+                    await self._upload(inbox.link, call, payload, deadline)
+                await self._wait(call, deadline, whole=whole)
+            except BaseException:
+                await self._finish(inbox, call)
+                raise
+            if not isinstance(call.error, EndpointNotFound) or not self._resubscribing(inbox):
+                return inbox, call
+            await self._finish(inbox, call)
+            if deadline - self._prims().clock() <= pause:
+                raise Unavailable(
+                    f"no server serves the subject {target.subject!r} yet since the reconnect "
+                    "to NATS (its workers may still be reconnecting); retry"
+                )
+            await anyio.sleep(pause)  # paces the resends while the workers resubscribe
+            pause = min(2 * pause, _RESEND_PAUSE_MAX)
+
+    def _resubscribing(self, inbox: ReplyInbox) -> bool:
+        since = inbox.reconnected_at
+        if since is None:
+            return False
+        grace = max(_RESUBSCRIBE_GRACE, _RESUBSCRIBE_WAITS * self._settings.reconnect_wait)
+        return self._prims().clock() - since < grace
 
     async def _wait(self, call: Call, deadline: float, *, whole: bool) -> None:
         """Until the call is done (``whole``) or has a chunk, or its deadline passes."""
@@ -211,14 +304,23 @@ class NatsTransportClient(TransportClient):
         with anyio.CancelScope() as self._watch_scope:
             if self._closed:
                 return
+            own = self._settings.subject_prefix + "."
             async with anyio.create_task_group() as probes:
                 while True:
                     await anyio.sleep(interval)
                     for inbox in list(self._inboxes.values()):
-                        for subject, calls in inbox.silent_calls(_SILENT_ROUNDS).items():
+                        known, unknown = inbox.silent_calls(_SILENT_ROUNDS)
+                        for subject, calls in known.items():
                             for call in calls:
                                 call.probing = True
                             probes.start_soon(self._probe, inbox, subject, calls, interval)
+                        for call in unknown:
+                            # Only requestplane servers listen on an endpoint's cancel
+                            # subject: for a foreign NATS responder, nobody there proves
+                            # nothing, so only our own prefix's endpoints are asked.
+                            if call.subject.startswith(own):
+                                call.probing = True
+                                probes.start_soon(self._locate, inbox, call, interval)
 
     @staticmethod
     async def _probe(inbox: ReplyInbox, subject: str, calls: list[Call], interval: float) -> None:
@@ -237,7 +339,36 @@ class NatsTransportClient(TransportClient):
                     )
                 )
 
+    @staticmethod
+    async def _locate(inbox: ReplyInbox, call: Call, interval: float) -> None:
+        """Ask the servers of a call that has heard nothing since it was sent (its server
+        died before its first heartbeat, or is slow to start it) which one runs it. The one
+        that does names its liveness subject, which the watchdog then watches; NATS's "no
+        responders" means no server of that endpoint is left, so the one that took the
+        request is gone. No answer (the request is still queued, or several servers serve
+        the endpoint and the one that took it died) leaves the call to its deadline."""
+        question = (wire.WHO_RUNS + call.reply).encode()
+        try:
+            answer = await inbox.link.ask(
+                cancel_subject_for(call.subject), question, max(2 * interval, 1.0)
+            )
+        except Exception as exc:  # the connection closing under the question: cannot tell
+            log.debug("nats: asking who runs a request failed: %r", exc)
+            answer = None
+        call.probing = False
+        if answer is False:
+            call.fail(
+                ConnectionLost(
+                    f"the server that took the request to {call.subject!r} is gone: no "
+                    "server of that endpoint is left on NATS"
+                )
+            )
+        elif answer:
+            call.liveness = answer.decode("utf-8", "replace")
+            call.heard = inbox.round
+
     def _reconnected(self, inbox: ReplyInbox) -> None:
+        inbox.reconnected_at = self._prims().clock()
         orphans = inbox.take_orphans()
         if orphans and self._tg is not None and not self._closed:
             self._tg.start_soon(self._cancel_orphans, inbox, orphans)
@@ -262,11 +393,8 @@ class NatsTransportClient(TransportClient):
         try:
             target = self._targets.get(address) or self._target(address)
             deadline = self._prims().clock() + self._timeout(timeout)
-            inbox, call = await self._send(target, payload, headers, deadline)
-            try:
-                await self._wait(call, deadline, whole=True)
-            finally:
-                await self._finish(inbox, call)
+            inbox, call = await self._call(target, payload, headers, deadline, whole=True)
+            await self._finish(inbox, call)
             if call.error is not None:
                 raise call.error
             chunks = call.chunks
@@ -335,12 +463,32 @@ class _NatsStream(ResponseStream):
         self._inbox: ReplyInbox | None = None
         self._call: Call | None = None
         self._finished = False
+        self._window = client._settings.stream_window
+        # Credit goes back in quarters of the window: few grants (one per ~1000 chunks of
+        # 1 KiB), and three quarters left for the server to send while a grant travels.
+        self._grant_at = self._window // 4 if self._window else math.inf
+
+    async def _grant(self, call: Call) -> None:
+        """Give the server back the credit of what the reader took (wire.GRANT)."""
+        subject, inbox = call.upload_to, self._inbox
+        if subject is None or inbox is None or call.done:
+            return  # an older server (no flow control), or nothing more is coming
+        amount, call.consumed = call.consumed, 0
+        headers = {wire.GRANT: str(amount)}
+        await inbox.link.publish(subject, b"", call.reply, headers)
+        # A reader with chunks waiting takes them without yielding to the event loop, which
+        # would hold the grant back until the buffer is empty (the server then idles for a
+        # round trip per window: measured, ~45% fewer chunks/s); let it leave now.
+        await checkpoint()
 
     async def __anext__(self) -> bytes:
         call = self._call
         if call is not None and call.chunks:  # the common case: a chunk is waiting
             chunk = call.chunks.popleft()
             self._client.stats.bytes_received += len(chunk)
+            call.consumed += len(chunk) + _CHUNK_COST
+            if call.consumed >= self._grant_at:
+                await self._grant(call)
             return chunk
         if self._finished:
             raise StopAsyncIteration
@@ -349,18 +497,31 @@ class _NatsStream(ResponseStream):
             if call is None:
                 target = client._target(self._address)
                 self._deadline = client._prims().clock() + self._timeout
-                self._inbox, call = await client._send(
-                    target, self._payload, self._headers, self._deadline
-                )
+                try:
+                    self._inbox, call = await client._call(
+                        target,
+                        self._payload,
+                        self._headers,
+                        self._deadline,
+                        whole=False,
+                        window=self._window,
+                    )
+                except BaseException:
+                    self._finished = True  # _call has forgotten (and cancelled) the call
+                    raise
                 self._call = call
-            try:
-                await client._wait(call, self._deadline, whole=False)
-            except BaseException:
-                await self.aclose()
-                raise
+            else:
+                try:
+                    await client._wait(call, self._deadline, whole=False)
+                except BaseException:
+                    await self.aclose()
+                    raise
             if call.chunks:
                 chunk = call.chunks.popleft()
                 client.stats.bytes_received += len(chunk)
+                call.consumed += len(chunk) + _CHUNK_COST
+                if call.consumed >= self._grant_at:
+                    await self._grant(call)
                 return chunk
             await self.aclose()
             if call.error is not None:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -30,6 +30,10 @@ from requestplane_core import (
 
 from .loop_bridge import LoopBridge, NativeBridge, ThreadBridge, open_bridge
 from .settings import NatsSettings
+
+# What a request to a subject came back with: the answer's payload; False for NATS's "no
+# responders" (nothing subscribes to it); None for no answer in time.
+Answer = bytes | Literal[False] | None
 
 __all__ = ["Msg", "NatsLink", "Subscription", "safe_url"]
 
@@ -124,12 +128,19 @@ class NatsLink:
             await bridge.aclose()
             raise
         await bridge.aclose()
-        hint = (
-            " (with TLS: does the server require a client certificate? "
-            "REQUESTPLANE_NATS_TLS_CERT / TLS_KEY)"
-            if tls is not None
-            else ""
-        )
+        if tls is not None:
+            hint = (
+                " (with TLS: does the server require a client certificate? "
+                "REQUESTPLANE_NATS_TLS_CERT / TLS_KEY)"
+            )
+        else:
+            # What a newcomer meets first: no nats-server running. Say how to get one.
+            hint = (
+                ". Is a nats-server running there? Start one with `nats-server` (pip install "
+                "'requestplane-nats[server]' installs it), point REQUESTPLANE_NATS_URL at "
+                "yours, or run the worker with REQUESTPLANE_NATS_EMBEDDED=1 (it starts its "
+                "own; callers follow its addresses)"
+            )
         raise Unavailable(f"cannot connect to NATS: {'; '.join(errors)}{hint}")
 
     async def _connect(
@@ -279,18 +290,29 @@ class NatsLink:
         """Whether anything answers a request on ``subject``: True if it does; False if NATS
         says nothing subscribes to it ("no responders"); None if nothing came within
         ``timeout`` (or the connection is down): nobody can tell."""
+        answer = await self.ask(subject, b"", timeout)
+        return answer if answer is None or answer is False else True
+
+    async def ask(
+        self, subject: str, payload: bytes, timeout: float
+    ) -> bytes | Literal[False] | None:
+        """The answer to a request on ``subject``; False if NATS says nothing subscribes to
+        it ("no responders"); None if nothing came within ``timeout`` (or the connection is
+        down)."""
         if self.closed:
             return None
-        return await self._bridge.run(self._probe, subject, timeout)
+        return await self._bridge.run(self._ask, subject, payload, timeout)
 
-    async def _probe(self, subject: str, timeout: float) -> bool | None:
+    async def _ask(
+        self, subject: str, payload: bytes, timeout: float
+    ) -> bytes | Literal[False] | None:
         try:
-            await self._nc.request(subject, b"", timeout=timeout)
+            msg = await self._nc.request(subject, payload, timeout=timeout)
         except NoRespondersError:
             return False
         except (NatsError, TimeoutError):
             return None
-        return True
+        return msg.data
 
     async def flush(self, timeout: float) -> None:
         """Round trip to the server: every subscription before this is in effect after it."""
@@ -351,7 +373,12 @@ class NatsLink:
                 await asyncio.wait_for(nc.flush(), 2.0)
             except Exception as exc:
                 log.debug("nats: final flush failed: %r", exc)
-        await nc.close()
+        try:
+            await nc.close()
+        except (OSError, NatsError) as exc:
+            # The connection broke while closing (the nats-server went first): it is closed
+            # either way, which is all a close is for.
+            log.debug("nats: the connection broke while closing: %r", exc)
 
 
 def _server_uses_tls(nc: Client) -> bool:

@@ -53,6 +53,9 @@ class NatsServerProcess:
     ``port=0`` lets the server pick a free port on the first start (read back from its ports
     file, so there is no bind race); :meth:`restart` reuses the same port. ``config`` is the
     text of a nats-server configuration file (auth, TLS, ``max_payload`` ...).
+    ``own_session=True`` starts it in a session of its own, out of reach of the terminal's
+    Ctrl-C (SIGINT goes to the whole foreground process group): a process that stops it
+    itself, after closing its connections to it, must not have it die under them first.
     """
 
     def __init__(
@@ -63,7 +66,9 @@ class NatsServerProcess:
         config: str | None = None,
         binary: Path | None = None,
         scheme: str = "nats",
+        own_session: bool = False,
     ) -> None:
+        self.own_session = own_session
         self.host = host
         self.port = port
         self.config = config
@@ -104,7 +109,11 @@ class NatsServerProcess:
             conf.write_text(self.config)
             args[1:1] = ["-c", str(conf)]
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=self.own_session,
         )
         try:
             self.port = self._wait_ready(ports_dir, time.monotonic() + timeout)

@@ -16,6 +16,7 @@ from requestplane_core import (
     ConnectionLost,
     DeadlineExceeded,
     EndpointNotFound,
+    PayloadTooLarge,
     ProtocolError,
     RequestPlaneError,
 )
@@ -36,17 +37,22 @@ class Call:
         "_make_event",
         "_waiter",
         "chunks",
+        "consumed",
         "done",
         "error",
         "expired",
         "heard",
         "liveness",
         "next_seq",
+        "part_size",
+        "parts",
         "probing",
         "reply",
         "subject",
         "timer",
         "token",
+        "upload_from",
+        "upload_to",
     )
 
     def __init__(
@@ -66,6 +72,13 @@ class Call:
         self.heard = 0
         self.liveness: str | None = None
         self.probing = False
+        # A response or chunk arriving in parts, and where the server wants the rest of a
+        # request sent in parts.
+        self.parts: list[bytes] = []
+        self.part_size = 0
+        self.upload_to: str | None = None
+        self.upload_from = 0  # a request sent in parts: the offset of its second part
+        self.consumed = 0  # stream bytes (+ CHUNK_COST each) taken but not granted yet
         self._make_event = make_event
         self._waiter: Waiter | None = None
 
@@ -101,6 +114,30 @@ class Call:
             return
         self.next_seq += len(chunks)
         self.chunks.extend(chunks)
+        self._wake()
+
+    def part(self, total: int, offset: int, data: bytes, limit: int) -> bytes | None:
+        """A part of a response or chunk: the whole once complete; None while parts are
+        missing (or the call failed: they did not add up)."""
+        if offset != self.part_size or total > limit or self.part_size + len(data) > total:
+            self.fail(
+                ConnectionLost(f"the parts of a large reply from {self.subject!r} do not add up")
+                if total <= limit
+                else PayloadTooLarge(
+                    f"a reply of {total} bytes exceeds the NATS transport's max_message_size "
+                    f"of {limit}"
+                )
+            )
+            return None
+        self.parts.append(data)
+        self.part_size += len(data)
+        if self.part_size < total:
+            return None
+        parts, self.parts, self.part_size = self.parts, [], 0
+        return b"".join(parts)
+
+    def upload_ready(self, subject: str) -> None:
+        self.upload_to = subject
         self._wake()
 
     def end(self, count: int) -> None:
@@ -149,8 +186,15 @@ class Call:
 class ReplyInbox:
     """The calls in flight on one connection, keyed by the last token of their reply subject."""
 
-    def __init__(self, link: NatsLink, prefix: str, make_event: Callable[[], Waiter]) -> None:
+    def __init__(
+        self,
+        link: NatsLink,
+        prefix: str,
+        make_event: Callable[[], Waiter],
+        max_size: int = 32 * 1024 * 1024,
+    ) -> None:
         self.link = link
+        self._max_size = max_size
         self._make_event = make_event
         self._prefix = f"{prefix}.{uuid.uuid4().hex}."
         self._skip = len(self._prefix)
@@ -158,14 +202,15 @@ class ReplyInbox:
         self._counter = 0
         self.round = 0  # advanced by the client's watchdog, once per heartbeat interval
         self.orphans: list[Call] = []
+        self.reconnected_at: float | None = None  # the clock at the last reconnect
         link.on_disconnect = self._disconnected
 
     async def start(self) -> None:
         await self.link.subscribe(self._prefix + "*", self._on_msg)
 
-    def new_call(self, subject: str, remaining: float) -> Call:
+    def new_call(self, subject: str, remaining: float, window: int = 0) -> Call:
         self._counter += 1
-        token = wire.reply_token(self._counter, remaining)
+        token = wire.reply_token(self._counter, remaining, window)
         call = self._calls[token] = Call(token, self._prefix + token, subject, self._make_event)
         call.heard = self.round
         return call
@@ -184,6 +229,23 @@ class ReplyInbox:
         elif wire.ALIVE in headers:
             call.liveness = headers[wire.ALIVE]  # a heartbeat: the call is still running
             return
+        elif wire.LENGTH in headers:
+            try:
+                total, offset = int(headers[wire.LENGTH]), int(headers.get(wire.PART, "0"))
+                chunk_seq = int(headers[wire.SEQ]) if wire.SEQ in headers else None
+            except ValueError:
+                call.fail(ProtocolError("a part of a large reply carries malformed headers"))
+            else:
+                if wire.UPLOAD in headers:  # a flow-controlled stream's first chunk
+                    call.upload_to = headers[wire.UPLOAD]
+                whole = call.part(total, offset, msg.data, self._max_size)
+                if whole is None and not call.done:
+                    return
+                if whole is not None:
+                    if chunk_seq is not None:
+                        call.chunk(chunk_seq, whole)
+                        return
+                    call.unary(whole)
         elif wire.SEQ in headers:
             try:
                 seq = int(headers[wire.SEQ])
@@ -191,6 +253,8 @@ class ReplyInbox:
             except ValueError:
                 call.fail(ProtocolError("a stream chunk carries a malformed sequence number"))
                 return
+            if wire.UPLOAD in headers:  # a flow-controlled stream's first chunk: grants go here
+                call.upload_to = headers[wire.UPLOAD]
             if count == 1 and wire.COUNT not in headers:
                 call.chunk(seq, msg.data)
                 return
@@ -199,6 +263,9 @@ class ReplyInbox:
                 call.fail(ProtocolError("a batch of stream chunks is malformed"))
             else:
                 call.chunks_from(seq, chunks)
+            return
+        elif wire.UPLOAD in headers:
+            call.upload_ready(headers[wire.UPLOAD])
             return
         elif wire.END in headers:
             try:
@@ -215,20 +282,20 @@ class ReplyInbox:
             call.fail(ProtocolError("a reply that is not requestplane's NATS protocol"))
         self._calls.pop(call.token, None)
 
-    def silent_calls(self, rounds: int) -> dict[str, list[Call]]:
-        """Start a new round; return the calls not heard from for ``rounds`` rounds whose
-        server is known (it sent a heartbeat), by the liveness subject of that server."""
+    def silent_calls(self, rounds: int) -> tuple[dict[str, list[Call]], list[Call]]:
+        """Start a new round; return the calls not heard from for ``rounds`` rounds: those
+        whose server is known (it sent a heartbeat), by the liveness subject of that server,
+        and those whose server is not known yet."""
         self.round += 1
-        silent: dict[str, list[Call]] = {}
+        known: dict[str, list[Call]] = {}
+        unknown: list[Call] = []
         for call in self._calls.values():
-            if (
-                call.liveness is not None
-                and not call.probing
-                and not call.done
-                and self.round - call.heard >= rounds
-            ):
-                silent.setdefault(call.liveness, []).append(call)
-        return silent
+            if not call.probing and not call.done and self.round - call.heard >= rounds:
+                if call.liveness is None:
+                    unknown.append(call)
+                else:
+                    known.setdefault(call.liveness, []).append(call)
+        return known, unknown
 
     def fail_all(self, error: RequestPlaneError) -> list[Call]:
         """Fail every call in flight; return them (their servers may need a cancel)."""

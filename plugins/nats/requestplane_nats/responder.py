@@ -18,6 +18,7 @@ from anyio.lowlevel import checkpoint
 from requestplane_core import ConnectionLost, PayloadTooLarge, RequestPlaneError
 
 from . import wire
+from .backend_primitives import Waiter
 from .nats_link import NatsLink
 
 __all__ = ["Responder"]
@@ -26,32 +27,84 @@ _BATCH_BYTES = 64 * 1024
 # Room for the batch headers (sequence number and count).
 _HEADER_ROOM = 64
 
+_CHUNK_COST = wire.CHUNK_COST
+
 Spawn = Callable[[Callable[[], Coroutine[Any, Any, None]]], None]
 
 
 class Responder:
     """Cancel-safe: each method queues whole messages before it can be interrupted."""
 
-    __slots__ = ("_batch", "_batch_bytes", "_flush_pending", "_link", "_seq", "_spawn", "reply")
+    __slots__ = (
+        "_announce",
+        "_batch",
+        "_batch_bytes",
+        "_credit",
+        "_credit_waiter",
+        "_flush_pending",
+        "_link",
+        "_make_event",
+        "_max_size",
+        "_seq",
+        "_spawn",
+        "reply",
+    )
 
-    def __init__(self, link: NatsLink, reply: str, spawn: Spawn) -> None:
+    def __init__(self, link: NatsLink, reply: str, spawn: Spawn, max_size: int) -> None:
         self._link = link
         self.reply = reply
         self._spawn = spawn
+        self._max_size = max_size
         self._seq = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._flush_pending = False
+        # Flow control (wire.WINDOW): None when the caller grants no credit.
+        self._credit: int | None = None
+        self._credit_waiter: Waiter | None = None
+        self._announce: str | None = None
+        self._make_event: Callable[[], Waiter] | None = None
+
+    def control_flow(self, window: int, here: str, make_event: Callable[[], Waiter]) -> None:
+        """Send stream chunks only while the caller has granted credit: ``window`` bytes to
+        start with; the first chunk message names ``here``, where the grants go."""
+        self._credit = window
+        self._announce = here
+        self._make_event = make_event
+
+    def grant(self, amount: int) -> None:
+        if self._credit is None:
+            return
+        self._credit += amount
+        waiter, self._credit_waiter = self._credit_waiter, None
+        if waiter is not None:
+            waiter.set()
+
+    async def _wait_for_credit(self) -> None:
+        """Until the caller grants credit (the handler waits with it)."""
+        assert self._credit is not None and self._make_event is not None
+        while self._credit <= 0:
+            await self._flush()  # the chunks already paid for go out before the wait
+            waiter = self._credit_waiter = self._make_event()
+            await waiter.wait()
+
+    def _chunk_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        if self._announce is not None:
+            headers[wire.UPLOAD] = self._announce
+            self._announce = None
+        return headers
 
     def _check(self, size: int) -> int:
+        """The broker's max_payload, once ``size`` is known to be within the transport's
+        limit (larger messages than max_payload travel in parts)."""
         if self._link.closed:
             raise ConnectionLost("the server's NATS connection is closed")
-        limit = self._link.max_payload
-        if size > limit:
+        if size > self._max_size:
             raise PayloadTooLarge(
-                f"response of {size} bytes exceeds the NATS server's max_payload of {limit}"
+                f"response of {size} bytes exceeds the NATS transport's max_message_size of "
+                f"{self._max_size}"
             )
-        return limit
+        return self._link.max_payload
 
     def answer_now(self, outcome: bytes | RequestPlaneError) -> Awaitable[None] | None:
         """The whole answer at once, without a task (see ``NatsLink.publish_now``): what to
@@ -61,21 +114,48 @@ class Responder:
             return None
         if isinstance(outcome, bytes):
             try:
-                self._check(len(outcome))
+                limit = self._check(len(outcome))
             except PayloadTooLarge as exc:
                 outcome = exc
             else:
-                return self._link.publish_now(self.reply, outcome)
+                if len(outcome) <= limit:
+                    return self._link.publish_now(self.reply, outcome)
+                data = outcome  # in parts: rare enough for a task of its own
+                self._spawn(lambda: self._send_parts(data, {}))
+                return None
         payload, headers = _error_message(outcome, self._link.max_payload)
         return self._link.publish_now(self.reply, payload, headers=headers)
 
     async def send_response(self, payload: bytes) -> None:
-        self._check(len(payload))
-        await self._link.publish(self.reply, payload)
+        if len(payload) <= self._check(len(payload)):
+            await self._link.publish(self.reply, payload)
+        else:
+            await self._send_parts(payload, {})
+
+    async def _send_parts(self, data: bytes, headers: dict[str, str]) -> None:
+        """``data`` as parts that fit the broker's max_payload, in order (NATS keeps the
+        order of one connection's messages to one subscriber)."""
+        step = self._link.max_payload - wire.PART_HEADER_ROOM
+        total = str(len(data))
+        view = memoryview(data)
+        for at in range(0, len(data), step):
+            part = {**headers, wire.LENGTH: total, wire.PART: str(at)}
+            await self._link.publish(self.reply, bytes(view[at : at + step]), headers=part)
 
     async def send_chunk(self, payload: bytes) -> None:
         size = len(payload) + wire.FRAME_OVERHEAD
-        limit = self._check(size + _HEADER_ROOM)
+        limit = self._check(len(payload))
+        credit = self._credit
+        if credit is not None:  # inline: a coroutine per chunk costs ~0.5 us (measured)
+            if credit <= 0:
+                await self._wait_for_credit()
+                credit = self._credit or 0
+            self._credit = credit - len(payload) - _CHUNK_COST
+        if size + _HEADER_ROOM > limit:  # a chunk of its own, in parts
+            await self._flush()
+            seq, self._seq = self._seq, self._seq + 1
+            await self._send_parts(payload, self._chunk_headers({wire.SEQ: str(seq)}))
+            return
         batch_limit = min(_BATCH_BYTES, limit - _HEADER_ROOM)
         if self._batch and self._batch_bytes + size > batch_limit:
             await self._flush()
@@ -98,13 +178,11 @@ class Responder:
             return
         first, self._seq = self._seq, self._seq + len(batch)
         if len(batch) == 1:
-            await self._link.publish(self.reply, batch[0], headers={wire.SEQ: str(first)})
+            headers = self._chunk_headers({wire.SEQ: str(first)})
+            await self._link.publish(self.reply, batch[0], headers=headers)
         else:
-            await self._link.publish(
-                self.reply,
-                wire.pack_chunks(batch),
-                headers={wire.SEQ: str(first), wire.COUNT: str(len(batch))},
-            )
+            headers = self._chunk_headers({wire.SEQ: str(first), wire.COUNT: str(len(batch))})
+            await self._link.publish(self.reply, wire.pack_chunks(batch), headers=headers)
 
     async def send_end(self) -> None:
         self._check(0)

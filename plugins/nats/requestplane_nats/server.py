@@ -1,10 +1,11 @@
 """The serving half: subscriptions per endpoint, one task per request, replies on the inbox.
 
 NATS does not tell a caller that the server its request went to died. So, every
-``heartbeat_interval`` seconds, the server sends a heartbeat for each request it has been
-running for at least that long, naming a liveness subject it answers on; a caller that stops
-hearing from the request asks that subject, and NATS's "no responders" there means the server
-is gone (the client's watchdog: client.py).
+``heartbeat_interval`` seconds, the server sends a heartbeat for each request it is running,
+naming a liveness subject it answers on; a caller that stops hearing from the request asks
+that subject, and NATS's "no responders" there means the server is gone (the client's
+watchdog: client.py). A caller that has heard nothing yet asks the endpoint's servers which
+one runs its request (``_on_cancel``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from requestplane_core import (
 )
 
 from . import wire
-from .backend_primitives import Spawner, cancel_scope_factory, primitives
+from .backend_primitives import Spawner, Waiter, cancel_scope_factory, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
+from .request_upload import IDLE, Uploads
 from .responder import Responder
 from .settings import NatsSettings
 from .subjects import (
@@ -56,6 +58,10 @@ class NatsTransportServer(TransportServer):
         self._clock: Callable[[], float] = anyio.current_time
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._subs: dict[str, list[Subscription]] = {}
+        self._here: dict[str, str] = {}
+        self._flows: dict[str, Responder] = {}  # flow-controlled streams, by reply subject
+        self._make_event: Callable[[], Waiter] = anyio.Event
+        self._uploads = Uploads(settings.max_message_size, anyio.current_time)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._embedded: NatsServerProcess | None = None
         self._liveness = liveness_subject(settings.subject_prefix, self.instance)
@@ -70,10 +76,13 @@ class NatsTransportServer(TransportServer):
         self._spawner = Spawner()
         await self._spawner.start(task_group)
         self._new_scope = cancel_scope_factory()
-        self._clock = primitives().clock
+        prims = primitives()
+        self._clock, self._make_event = prims.clock, prims.event
         urls = self._settings.urls()
         if self._settings.embedded:
-            self._embedded = NatsServerProcess()
+            # Ctrl-C must reach this process only: it stops the nats-server itself, after
+            # closing its connection to it (else the link breaks under the shutdown).
+            self._embedded = NatsServerProcess(own_session=True)
             try:
                 urls = [await anyio.to_thread.run_sync(self._embedded.start)]
             except NatsServerError as exc:
@@ -92,7 +101,7 @@ class NatsTransportServer(TransportServer):
         interval = self._settings.heartbeat_interval
         if interval > 0:
             self._liveness_sub = await self._link.subscribe(self._liveness, self._on_probe)
-            task_group.start_soon(self._heartbeats, interval)
+        task_group.start_soon(self._rounds, interval)
 
     def address(self, endpoint: str) -> Address:
         prefix = self._settings.subject_prefix
@@ -114,9 +123,7 @@ class NatsTransportServer(TransportServer):
         on_request = partial(self._on_request, endpoint)
         subs = self._subs[endpoint] = []
         try:
-            subs.append(
-                await link.subscribe(instance_subject(prefix, endpoint, self.instance), on_request)
-            )
+            subs.append(await link.subscribe(self._here_for(endpoint), on_request))
             subs.append(await link.subscribe(shared, on_request, queue=self._settings.queue_group))
             subs.append(await link.subscribe(cancel_subject_for(shared), self._on_cancel))
             # Once the server has seen the subscriptions, a request sent right after
@@ -132,6 +139,14 @@ class NatsTransportServer(TransportServer):
         if self._link is not None:
             await self._link.unsubscribe(subs)
 
+    def _here_for(self, endpoint: str) -> str:
+        """This instance's subject for ``endpoint`` (escaping a name costs: kept)."""
+        here = self._here.get(endpoint)
+        if here is None:
+            prefix = self._settings.subject_prefix
+            here = self._here[endpoint] = instance_subject(prefix, endpoint, self.instance)
+        return here
+
     def _require_link(self) -> NatsLink:
         if self._link is None:
             raise ConnectionLost("the NATS transport server is not started")
@@ -143,25 +158,68 @@ class NatsTransportServer(TransportServer):
         reply, link, spawner = msg.reply, self._link, self._spawner
         if not reply or link is None or spawner is None:
             return None  # a plain publish (nobody waits for an answer), or the server is closed
-        remaining = wire.remaining_from_reply(reply)
+        remaining, window = wire.parse_reply(reply)
         deadline = None if remaining is None else self._clock() + remaining
         headers: dict[str, str] = {}
         if msg.headers:
+            grant = msg.headers.get(wire.GRANT)
+            if grant is not None:
+                self._on_grant(reply, grant)
+                return None
             for key, value in msg.headers.items():
                 if key == wire.DEADLINE:
                     try:
                         deadline = self._clock() + float(value)
                     except ValueError:
                         log.debug("nats: ignoring a malformed deadline header")
+                elif key == wire.WINDOW:
+                    window = int(value) if value.isdigit() else 0
                 elif key.lower() not in wire.RESERVED:
                     headers[key] = value
         request = Request(endpoint, msg.data, headers, deadline)
-        assert self._dispatcher is not None
+        if msg.headers and (wire.LENGTH in msg.headers or wire.PART in msg.headers):
+            return self._on_part(request, reply, msg.headers)
+        return self._dispatch(request, reply, window)
+
+    def _on_grant(self, reply: str, grant: str) -> None:
+        responder = self._flows.get(reply)
+        if responder is not None and grant.isdigit():
+            responder.grant(int(grant))
+
+    def _on_part(
+        self, request: Request, reply: str, headers: dict[str, str]
+    ) -> Awaitable[None] | None:
+        link = self._link
+        assert link is not None
+        offset = headers.get(wire.PART)
+        if offset is None:  # the first part: tell the caller where to send the rest
+            refused = self._uploads.start(reply, request, headers[wire.LENGTH])
+            if refused is not None:
+                return self._responder(reply).answer_now(refused)
+            here = self._here_for(request.endpoint)
+            return link.publish_now(reply, b"", headers={wire.UPLOAD: here})
+        whole = self._uploads.add(reply, offset, request.payload)
+        if whole is None:
+            return None
+        if isinstance(whole, Request):
+            return self._dispatch(whole, reply, wire.parse_reply(reply)[1])
+        return self._responder(reply).answer_now(whole)
+
+    def _responder(self, reply: str) -> Responder:
+        assert self._link is not None and self._spawner is not None
+        return Responder(self._link, reply, self._spawner.spawn, self._settings.max_message_size)
+
+    def _dispatch(self, request: Request, reply: str, window: int = 0) -> Awaitable[None] | None:
+        spawner = self._spawner
+        assert self._dispatcher is not None and spawner is not None
         outcome = self._dispatcher.answer_now(request)
-        responder = Responder(link, reply, spawner.spawn)
+        responder = self._responder(reply)
         if isinstance(outcome, Pending):
             scope = self._new_scope()
             self._inflight[reply] = scope
+            if window:
+                responder.control_flow(window, self._here_for(request.endpoint), self._make_event)
+                self._flows[reply] = responder
             spawner.spawn(self._serve, request, responder, scope, outcome)
             return None
         # Known at once (a synchronous handler, a refusal): answered without a task, as a
@@ -176,6 +234,7 @@ class NatsTransportServer(TransportServer):
             await self._dispatcher.handle(request, responder, scope, pending)
         finally:
             self._inflight.pop(responder.reply, None)
+            self._flows.pop(responder.reply, None)
 
     def _on_probe(self, msg: Msg) -> Awaitable[None] | None:
         link = self._link
@@ -183,32 +242,49 @@ class NatsTransportServer(TransportServer):
             return None
         return link.publish_now(msg.reply, b"")
 
-    async def _heartbeats(self, interval: float) -> None:
-        """A heartbeat per request in flight since the last round at least: the short ones,
-        the great majority, never get one."""
+    async def _rounds(self, interval: float) -> None:
+        """A heartbeat per request in flight at each round, so that a caller knows who runs
+        its request at most one interval after it started. A request gets one with the
+        probability (its duration / interval): short requests, the great majority, almost
+        never do, and heartbeats cost (requests in flight / interval) messages a second."""
         alive = {wire.ALIVE: self._liveness}
         with anyio.CancelScope() as self._heartbeat_scope:
             if self._closing:
                 return
-            previous: set[str] = set()
             while True:
-                await anyio.sleep(interval)
+                # Without heartbeats, rounds still time out stopped uploads.
+                await anyio.sleep(interval or IDLE)
+                self._uploads.sweep()
                 link = self._link
                 if link is None:
                     return
-                current = set(self._inflight)
-                for reply in current & previous:
+                if not interval:
+                    continue
+                for reply in list(self._inflight):
                     sent = link.publish_now(reply, b"", headers=alive)
                     if sent is not None:
                         await sent
-                previous = current
 
-    def _on_cancel(self, msg: Msg) -> None:
-        scope = self._inflight.get(msg.data.decode("utf-8", "replace"))
+    def _on_cancel(self, msg: Msg) -> Awaitable[None] | None:
+        reply = msg.data.decode("utf-8", "replace")
+        self._uploads.drop(reply)
+        if reply.startswith(wire.WHO_RUNS):
+            # A caller that has heard nothing for its request asks who runs it; only the
+            # instance running it answers (with its liveness subject), the others stay
+            # silent. Without heartbeats there is no liveness subject to name.
+            link = self._link
+            if msg.reply and link is not None and self._liveness_sub is not None:
+                if reply[len(wire.WHO_RUNS) :] in self._inflight:
+                    return link.publish_now(msg.reply, self._liveness.encode())
+            return None
+        scope = self._inflight.get(reply)
         if scope is not None:
             scope.cancel()
+        return None
 
     def _disconnected(self) -> None:
+        if self._closing:
+            return  # the link is being closed: no reconnecting to announce
         # Handlers keep running: nats-py buffers their replies while it reconnects, and in a
         # cluster the caller may still be there to receive them.
         log.warning("nats: server %s lost its NATS connection; reconnecting", self.instance)

@@ -98,6 +98,24 @@ class NatsSettings:
         None, help="client certificate for mutual TLS (with tls_key; enables TLS)"
     )
     tls_key: Path | None = setting(None, help="private key of tls_cert")
+    max_message_size: int = setting(
+        32 * 1024 * 1024,
+        help="largest request, response or stream chunk in bytes; larger ones fail with "
+        "PayloadTooLarge. Messages over the NATS server's max_payload travel in parts of "
+        "that size",
+        accepts="an integer > 0",
+        check=positive,
+    )
+    stream_window: int = setting(
+        4 * 1024 * 1024,
+        help="bytes of stream chunks a server may send ahead of what the caller of stream() "
+        "has read (each chunk counts its size + 64); the caller grants more as it reads, so "
+        "a slow reader slows its own stream only. Keep the windows of the streams one client "
+        "reads at once below the NATS server's max_pending (64 MiB by default). 0: no flow "
+        "control (the server sends as fast as it can and the caller buffers without bound)",
+        accepts="an integer >= 0",
+        check=non_negative,
+    )
     connect_timeout: float = setting(
         5.0,
         help="seconds to connect to a NATS server",
@@ -115,9 +133,10 @@ class NatsSettings:
     )
     heartbeat_interval: float = setting(
         1.0,
-        help="seconds between the heartbeats a server sends for each request it has been "
-        "running that long; a caller that then hears nothing for a request for 3 intervals "
-        "asks NATS whether that server is still there, and fails the call with "
+        help="seconds between the heartbeats a server sends for each request it is running; "
+        "a caller that then hears nothing for a request for 3 intervals asks NATS whether "
+        "that server (or, before its first heartbeat, any server of the endpoint) is still "
+        "there, and fails the call with "
         "ConnectionLost if it is not (0: no heartbeats, no watchdog; a request to a worker "
         "that died then ends at its deadline)",
         accepts="a number of seconds >= 0",

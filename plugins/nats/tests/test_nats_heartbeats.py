@@ -17,6 +17,7 @@ from nats_test_helpers import (
     nats_client_of,
     nats_server_of,
     raw_responder,
+    worker_process,
 )
 from requestplane_nats import wire
 from requestplane_nats.nats_link import Msg, NatsLink
@@ -147,3 +148,34 @@ async def test_a_silent_server_that_still_answers_for_itself_is_left_alone(
                 answer = await client.request(address_of(nats_url, subject), b"", timeout=60.0)
     assert probed.is_set()
     assert answer == b"finally"
+
+
+async def test_a_worker_killed_before_its_first_heartbeat_fails_its_calls(
+    nats_url: str, anyio_backend: str
+) -> None:
+    """The worker never gets to send a heartbeat (its interval is a minute): its callers
+    still learn within a few of their own intervals that it is gone, not at the deadline."""
+    async with worker_process(anyio_backend, {"url": nats_url, "heartbeat_interval": 60.0}) as w:
+        async with nats_client_of({"url": nats_url, **FAST}) as client:
+            outcomes: list[BaseException] = []
+
+            async def unary() -> None:
+                try:
+                    await client.request(w.addresses["block"], b"", timeout=60.0)
+                except ConnectionLost as exc:
+                    outcomes.append(exc)
+
+            async def stream() -> None:
+                try:
+                    async for _chunk in client.stream(w.addresses["endless"], b"", timeout=60.0):
+                        pass
+                except ConnectionLost as exc:
+                    outcomes.append(exc)
+
+            with anyio.fail_after(BOUND):  # the calls' own deadline is far beyond it
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(unary)
+                    tg.start_soon(stream)
+                    await w.wait_started(2)
+                    w.kill()
+            assert len(outcomes) == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import pytest
@@ -120,3 +122,61 @@ async def test_url_list_skips_a_dead_server(nats_url: str) -> None:
             assert f"nats://{address.host}:{address.port}" == nats_url
             async with nats_client_of(settings) as client:
                 assert await client.request(address, b"second") == b"second"
+
+
+async def test_no_responders_while_workers_resubscribe_is_waited_out(
+    private_nats_server: NatsServerProcess,
+) -> None:
+    """After a restart of nats-server this client is back before the worker is (its
+    reconnect_wait is 20x the client's): until the worker has resubscribed, NATS answers
+    "no responders", which must not reach the caller as EndpointNotFound."""
+    url = private_nats_server.url
+    worker_lost = anyio.Event()
+
+    class Noticed(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "lost its NATS connection" in record.getMessage():
+                worker_lost.set()
+
+    async def chunks(request: Request) -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    log = logging.getLogger("requestplane.nats")
+    noticed = Noticed()
+    log.addHandler(noticed)
+    try:
+        with anyio.fail_after(60):
+            async with nats_server_of({"url": url, "reconnect_wait": 1.0}) as server:
+                address = await server.register("echo", echo)
+                chunks_address = await server.register("chunks", chunks)
+                async with nats_client_of({"url": url, "reconnect_wait": 0.05}) as client:
+                    assert await client.request(address, b"before") == b"before"
+                    await anyio.to_thread.run_sync(private_nats_server.stop)
+                    await worker_lost.wait()
+                    await anyio.to_thread.run_sync(private_nats_server.start)
+                    unavailable = 0
+
+                    async def until_answered(call: Callable[[], Awaitable[object]]) -> None:
+                        nonlocal unavailable
+                        while True:
+                            try:
+                                await call()
+                                return
+                            except Unavailable:  # this client still reconnecting: not sent
+                                unavailable += 1
+                                await anyio.sleep(0.01)  # pace retries during the outage
+
+                    async def unary() -> None:
+                        assert await client.request(address, b"after", timeout=10) == b"after"
+
+                    async def stream() -> None:
+                        got = [c async for c in client.stream(chunks_address, b"", timeout=10)]
+                        assert got == [b"a", b"b"]
+
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(until_answered, unary)
+                        tg.start_soon(until_answered, stream)
+                    assert client.stats.errors == unavailable
+    finally:
+        log.removeHandler(noticed)
