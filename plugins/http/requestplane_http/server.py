@@ -15,7 +15,7 @@ from anyio.abc import TaskGroup
 from requestplane_core import Address, ConfigError, Dispatcher, TransportServer
 
 from .asgi_app import RpcApp
-from .hypercorn_fixes import apply_hypercorn_fixes
+from .hypercorn_fixes import RESETS_PER_SECOND, apply_hypercorn_fixes
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]
@@ -146,6 +146,7 @@ def _hypercorn_config(settings: HttpSettings) -> Any:
     config.keep_alive_max_requests = _UNLIMITED_REQUESTS
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.h2_max_concurrent_streams = settings.max_concurrent_streams
+    setattr(config, RESETS_PER_SECOND, settings.max_resets_per_second)
     config.graceful_timeout = _GRACEFUL_TIMEOUT
     config.backlog = _BACKLOG
     config.include_server_header = False
