@@ -41,5 +41,7 @@ def requestplane_transports() -> list[TransportSpec[HttpSettings]]:
             server=_make_server,
             client=_make_client,
             capabilities=Capabilities(),
+            # A TLS server publishes https:// addresses; the client takes both.
+            schemes=("http", "https"),
         )
     ]

@@ -3,7 +3,9 @@ HTTP versions, and a clear ConnectionLost when either side does not trust the ot
 
 from __future__ import annotations
 
+import os
 import ssl
+import sys
 from pathlib import Path
 
 import anyio
@@ -79,6 +81,21 @@ async def test_foreign_client_over_tls(pki: Pki) -> None:
                     response = await http.post(s.url("echo"), content=b"hi")
             assert response.status_code == 200 and response.content == b"hi"
             assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+
+
+async def test_the_cli_calls_an_https_address(pki: Pki, anyio_backend: str) -> None:
+    # The address's scheme picks the transport: https must lead to this plugin, not to an
+    # UnknownMode 'https'.
+    async with served(pki.server()) as s:
+        env = {**os.environ, "REQUESTPLANE_HTTP_TLS_CA_FILE": pki.ca_file}
+        command = [sys.executable, "-m", "requestplane_core.cli", "call", s.url("echo")]
+        with anyio.fail_after(BOUND * 2):
+            done = await anyio.run_process(
+                [*command, "--data", "over tls", "--backend", anyio_backend],
+                env=env,
+                check=False,
+            )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"over tls", b"")
 
 
 async def test_untrusted_server_is_a_clear_connection_lost(
