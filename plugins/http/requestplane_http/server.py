@@ -16,6 +16,7 @@ from requestplane_core import Address, ConfigError, Dispatcher, TransportServer
 
 from .asgi_app import RpcApp
 from .hypercorn_fixes import RESETS_PER_SECOND, apply_hypercorn_fixes
+from .reason_phrase import apply_reason_phrases
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]
@@ -50,6 +51,7 @@ class HttpServer(TransportServer):
         settings = self._settings
         config = _hypercorn_config(settings)  # first: it checks the TLS files
         apply_hypercorn_fixes()
+        apply_reason_phrases()
         app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
         sock = _bind(settings.host, settings.port)
         self._socket = sock
