@@ -14,6 +14,7 @@ import h2.events
 import h2.exceptions
 import pytest
 from http_test_helpers import BOUND, Served, served
+from hyperframe.frame import PriorityFrame
 
 pytestmark = pytest.mark.anyio
 
@@ -118,3 +119,34 @@ async def test_resets_within_the_budget_are_served() -> None:
             b"all sent",
             b"go on...",
         ]
+
+
+async def test_more_streams_than_the_scheduler_tracks_is_told_to_calm_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # PRIORITY frames for streams never opened: hypercorn puts each into its stream scheduler,
+    # which refuses more than it tracks (1000 here). That TooManyStreamsError escaped from
+    # the connection's reader (a traceback, the connection dropped without GOAWAY).
+    async with served({"max_concurrent_streams": 100}) as s:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        data = conn.data_to_send()
+        for stream_id in range(1, 2 * 1100, 2):
+            data += PriorityFrame(stream_id, depends_on=0, stream_weight=15).serialize()
+        address = s.addr("echo")
+        assert address.port is not None
+        with anyio.fail_after(BOUND):
+            async with await anyio.connect_tcp(address.host, address.port) as stream:
+                await stream.send(data)
+                events: list[h2.events.Event] = []
+                while _goaway(events) is None:
+                    try:
+                        events += conn.receive_data(await stream.receive())
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                        break
+            goaway = _goaway(events)
+            assert goaway is not None, "no GOAWAY"
+            assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+            assert await s.client.request(s.addr("echo"), b"still") == b"still"
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not problems, [r.getMessage() for r in problems]
