@@ -45,6 +45,7 @@ __all__ = ["RESETS_PER_SECOND", "apply_hypercorn_fixes"]
 log = logging.getLogger("requestplane.http")
 
 _TRACKED_PER_ALLOWED = 4
+_PARSE_SLICE = 8192
 _GOAWAY_LINGER = 1.0  # seconds a connection told to go away stays open, as Go's server does
 # The attribute of hypercorn's Config that carries max_resets_per_second to its connections.
 RESETS_PER_SECOND = "requestplane_max_resets_per_second"
@@ -92,20 +93,31 @@ def apply_hypercorn_fixes() -> None:
             return
         if self.requestplane_calm:
             return  # told to go away: the rest of its input is not worth parsing
-        try:
-            events = self.connection.receive_data(event.data)
-        except h2.exceptions.ProtocolError:
-            await self._flush()  # h2's GOAWAY, as hypercorn does
-            await self.send(Closed())
-            return
-        events, exhausted = budget.admit(events)
-        events, unread = drop_stillborn_streams(events)
-        for data in unread:
-            self.connection.acknowledge_received_data(data.flow_controlled_length, data.stream_id)
-        try:
-            await self._handle_events(events)
-        except TooManyStreamsError:
-            exhausted = True
+        data = event.data
+        exhausted = False
+        start = 0
+        while start < len(data) and not exhausted:
+            # The first slice, and more while they hold resets, parsed on their own: a flood
+            # stops being parsed soon after the budget runs out, not at the end of a 64 KiB
+            # read (thousands of frames); other input is parsed in one go after the first.
+            end = start + _PARSE_SLICE if start == 0 or budget.resets else len(data)
+            try:
+                events = self.connection.receive_data(data[start:end])
+            except h2.exceptions.ProtocolError:
+                await self._flush()  # h2's GOAWAY, as hypercorn does
+                await self.send(Closed())
+                return
+            start = end
+            events, exhausted = budget.admit(events)
+            events, unread = drop_stillborn_streams(events)
+            for received in unread:
+                self.connection.acknowledge_received_data(
+                    received.flow_controlled_length, received.stream_id
+                )
+            try:
+                await self._handle_events(events)
+            except TooManyStreamsError:
+                exhausted = True
         if exhausted:
             self.requestplane_calm = True
             self.connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)

@@ -31,18 +31,21 @@ class ResetBudget:
     burst: float
     _tokens: float = attrs.field(init=False)
     _stamp: float = attrs.field(init=False, factory=time.monotonic)
+    resets: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self._tokens = self.burst
 
     def admit(self, events: list[h2.events.Event]) -> tuple[list[h2.events.Event], bool]:
         """The events to handle, and whether the budget ran out (at the first event left
-        out: the reset one too many)."""
+        out: the reset one too many). Sets ``resets`` to the resets among ``events``."""
+        self.resets = 0
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.per_second)
         self._stamp = now
         for index, event in enumerate(events):
             if isinstance(event, h2.events.StreamReset):
+                self.resets += 1
                 if self._tokens < 1:
                     return events[:index], True
                 self._tokens -= 1
