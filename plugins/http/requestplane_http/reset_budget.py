@@ -4,8 +4,9 @@
 A stream the client resets no longer counts against the concurrent stream limit, but its
 handler has been started and has to be unwound. A client that opens and resets streams in a
 loop therefore has the server start handlers without bound, at no cost to itself: 5,000
-HEADERS+RST_STREAM pairs cost hypercorn 2 s of CPU (other clients waited up to 1.8 s), and
-20,000 overflowed the stream scheduler, which killed the connection with a traceback.
+HEADERS+RST_STREAM pairs on one connection cost the server 2.2 s of CPU on trio (20,000: 9 s),
+and on asyncio the 4,000 streams still unwinding overflowed the stream scheduler, which
+killed the connection with a traceback and without a GOAWAY.
 
 Each connection gets a token bucket: it may reset as many streams at once as it may have open
 (``max_concurrent_streams``: a client cancelling every call it has in flight is normal), and
@@ -17,6 +18,7 @@ limit would have caused, and has to pay for a new connection to go on.
 
 from __future__ import annotations
 
+import math
 import time
 
 import attrs
@@ -40,6 +42,8 @@ class ResetBudget:
         """The events to handle, and whether the budget ran out (at the first event left
         out: the reset one too many). Sets ``resets`` to the resets among ``events``."""
         self.resets = 0
+        if self.per_second == math.inf:
+            return events, False
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.per_second)
         self._stamp = now

@@ -109,11 +109,13 @@ async def test_rapid_reset_is_told_to_calm_down(
     assert not problems, [r.getMessage() for r in problems]
 
 
-async def test_resets_within_the_budget_are_served() -> None:
-    # A client cancelling every call it may have in flight is normal: no GOAWAY.
-    async with served({"max_concurrent_streams": 100, "max_resets_per_second": 10}) as s:
+@pytest.mark.parametrize(("per_second", "pairs"), [(10, 100), (float("inf"), 2000)])
+async def test_resets_within_the_budget_are_served(per_second: float, pairs: int) -> None:
+    # A client cancelling every call it may have in flight is normal: no GOAWAY. And an
+    # infinite rate is no limit at all.
+    async with served({"max_concurrent_streams": 100, "max_resets_per_second": per_second}) as s:
         with anyio.fail_after(BOUND):
-            events = await _flood(s, 100, split=False)
+            events = await _flood(s, pairs, split=False)
         assert _goaway(events) is None
         assert [e.ping_data for e in events if isinstance(e, h2.events.PingAckReceived)] == [
             b"all sent",
