@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-__all__ = ["REFUSED_AFTER_HANDSHAKE", "describe_io_error"]
+__all__ = ["PLAINTEXT_TO_TLS", "REFUSED_AFTER_HANDSHAKE", "describe_io_error"]
 
 # With TLS 1.3 a server checks the client's certificate after the handshake has completed on
 # the client's side, and Python servers then close without an alert the client could read:
@@ -13,6 +13,13 @@ REFUSED_AFTER_HANDSHAKE = (
     "; the server closed the TLS connection before its first byte, which is how a server that "
     "requires a client certificate refuses one it does not trust (or none): check "
     "REQUESTPLANE_HTTP_TLS_CLIENT_CERT_FILE / REQUESTPLANE_HTTP_TLS_CLIENT_KEY_FILE"
+)
+
+# A TLS server closes a connection whose first bytes are not a TLS handshake without a byte
+# of its own, so a plaintext client sees nothing but the close. (A server that died or
+# dropped the request would look the same over HTTP/1.1, hence "may".)
+PLAINTEXT_TO_TLS = (
+    " before sending a byte; the server may be speaking TLS: if so, call its https:// address"
 )
 
 

@@ -16,7 +16,7 @@ from anyio.abc import ByteStream, SocketAttribute
 
 from requestplane_core import ConnectionLost, PayloadTooLarge, ProtocolError
 
-from .errors import REFUSED_AFTER_HANDSHAKE, describe_io_error
+from .errors import PLAINTEXT_TO_TLS, REFUSED_AFTER_HANDSHAKE, describe_io_error
 from .exchange import Exchange
 
 __all__ = ["H1Connection"]
@@ -124,10 +124,9 @@ class H1Connection(Exchange):
             # InformationalResponse (100 Continue): wait for the real one.
 
     def _closed_early(self) -> ConnectionLost:
-        if self._tls and not self._answered:
-            return ConnectionLost(
-                f"the server at {self.origin} closed the connection" + REFUSED_AFTER_HANDSHAKE
-            )
+        if not self._answered:
+            hint = REFUSED_AFTER_HANDSHAKE if self._tls else PLAINTEXT_TO_TLS
+            return ConnectionLost(f"the server at {self.origin} closed the connection" + hint)
         if self.status:
             return ConnectionLost(f"the server at {self.origin} closed the connection mid-response")
         return ConnectionLost(f"the server at {self.origin} closed the connection before answering")

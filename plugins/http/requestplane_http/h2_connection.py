@@ -31,7 +31,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
-from .errors import describe_io_error
+from .errors import PLAINTEXT_TO_TLS, describe_io_error
 from .exchange import Exchange, RetryElsewhere
 
 __all__ = ["H2Connection"]
@@ -253,8 +253,11 @@ class H2Connection:
         stream: ByteStream,
         origin: str,
         on_change: Callable[[H2Connection], None],
+        *,
+        tls: bool = False,
     ) -> None:
         self._stream = stream
+        self._tls = tls
         self.origin = origin
         self.h2 = _GracefulH2(config=_CONFIG)
         self._exchanges: dict[int, H2Exchange] = {}
@@ -391,7 +394,9 @@ class H2Connection:
                     try:
                         data = await self._stream.receive(READ_SIZE)
                     except anyio.EndOfStream:
-                        error = ConnectionLost(f"the server at {self.origin} closed the connection")
+                        error = ConnectionLost(
+                            f"the server at {self.origin} closed the connection" + self._hint()
+                        )
                         break
                     events = self.h2.receive_data(data)
                     if events:
@@ -410,6 +415,13 @@ class H2Connection:
             with anyio.CancelScope(shield=True):
                 await anyio.aclose_forcefully(self._stream)
             self._finished.set()
+
+    def _hint(self) -> str:
+        # An HTTP/2 server speaks first (SETTINGS): one that closed before that never spoke
+        # HTTP/2 here, and a TLS server does so to a plaintext client.
+        if self._tls or self._settings_received.is_set():
+            return ""
+        return PLAINTEXT_TO_TLS
 
     def _handle(self, events: list[h2.events.Event]) -> None:
         exchanges = self._exchanges

@@ -41,5 +41,8 @@ def requestplane_transports() -> list[TransportSpec[HttpSettings]]:
             server=_make_server,
             client=_make_client,
             capabilities=Capabilities(),
+            # A TLS server publishes https:// addresses; the client takes both. (mypy reads
+            # the field's bare ``tuple`` converter as taking an unsolved Iterable[_T_co].)
+            schemes=("http", "https"),  # type: ignore[arg-type]
         )
     ]

@@ -103,7 +103,7 @@ class OriginPool:
         attempt = self._connecting = _Attempt()
         try:
             stream = await self._open("h2")
-            conn = H2Connection(stream, self.origin, self._changed)
+            conn = H2Connection(stream, self.origin, self._changed, tls=self._tls is not None)
             self._stats.open_connections += 1
             try:
                 with anyio.fail_after(self._connect_timeout):

@@ -15,7 +15,8 @@ from anyio.abc import TaskGroup
 from requestplane_core import Address, ConfigError, Dispatch, TransportServer
 
 from .asgi_app import RpcApp
-from .hypercorn_fixes import apply_hypercorn_fixes
+from .hypercorn_fixes import RESETS_PER_SECOND, apply_hypercorn_fixes
+from .reason_phrase import apply_reason_phrases
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]
@@ -50,6 +51,7 @@ class HttpServer(TransportServer):
         settings = self._settings
         config = _hypercorn_config(settings)  # first: it checks the TLS files
         apply_hypercorn_fixes()
+        apply_reason_phrases()
         app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
         sock = _bind(settings.host, settings.port)
         self._socket = sock
@@ -146,6 +148,7 @@ def _hypercorn_config(settings: HttpSettings) -> Any:
     config.keep_alive_max_requests = _UNLIMITED_REQUESTS
     config.keep_alive_timeout = settings.keep_alive_timeout
     config.h2_max_concurrent_streams = settings.max_concurrent_streams
+    setattr(config, RESETS_PER_SECOND, settings.max_resets_per_second)
     config.graceful_timeout = _GRACEFUL_TIMEOUT
     config.backlog = _BACKLOG
     config.include_server_header = False

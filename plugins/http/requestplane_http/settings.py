@@ -107,6 +107,15 @@ class HttpSettings:
         accepts="an integer > 0",
         check=positive,
     )
+    max_resets_per_second: float = setting(
+        100.0,
+        help="HTTP/2 streams a client may reset per second on one connection, on top of "
+        "max_concurrent_streams at once; past that the server sends GOAWAY "
+        "(ENHANCE_YOUR_CALM) and closes the connection: the bound on 'rapid reset' floods "
+        "(server side; inf: no limit)",
+        accepts="a number > 0, or inf",
+        check=positive,
+    )
     keep_alive_timeout: float = setting(
         75.0,
         help="seconds the server keeps an idle connection open",

@@ -4,6 +4,7 @@ status (or its connection closed), and the server keeps serving everyone else.""
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 import anyio
 import h2.config
@@ -70,6 +71,9 @@ async def test_malformed_http1(
         # (A body declared far too large is refused at once, with Connection: close.)
         answer = await _raw(s, request_bytes + (b"x" * 1000 if status == 413 else b""))
         assert _status(answer) == status, answer[:200]
+        # With its reason phrase (h2load counts a response without one as failed).
+        phrase = HTTPStatus(status).phrase.encode()
+        assert answer.split(b"\r\n", 1)[0] == b"HTTP/1.1 %d %s" % (status, phrase)
         await _still_serving(s, caplog)
 
 

@@ -4,6 +4,7 @@ HTTP API: the echo, and the right status codes for everything that is refused.""
 from __future__ import annotations
 
 import json
+import shutil
 
 import anyio
 import httpx
@@ -129,3 +130,14 @@ async def test_stream_body_is_framed(protocol: str) -> None:
     assert frames[0] == (b"D", b"one")
     assert frames[1][0] == b"X"
     assert json.loads(frames[1][1]) == {"code": "remote", "message": "'lost'", "type": "KeyError"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_sees_status_lines_with_their_reason_phrase() -> None:
+    async with served() as s:
+        with anyio.fail_after(BOUND * 2):
+            lines = []
+            for url in (s.url("echo"), s.url("echo").replace("/echo", "/nowhere")):
+                done = await anyio.run_process(["curl", "-sS", "-i", "--data", "hi", url])
+                lines.append(done.stdout.split(b"\r\n", 1)[0])
+    assert lines == [b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found"]

@@ -24,6 +24,7 @@ BAD = {
     "http1_pool_size": "-1",
     "max_connections": "0",
     "max_concurrent_streams": "-5",
+    "max_resets_per_second": "0",
     "keep_alive_timeout": "0",
     "idle_timeout": "nan",
     "tls_cert_file": "/nonexistent/file.pem",

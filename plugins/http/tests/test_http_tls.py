@@ -3,7 +3,9 @@ HTTP versions, and a clear ConnectionLost when either side does not trust the ot
 
 from __future__ import annotations
 
+import os
 import ssl
+import sys
 from pathlib import Path
 
 import anyio
@@ -81,6 +83,21 @@ async def test_foreign_client_over_tls(pki: Pki) -> None:
             assert response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
 
 
+async def test_the_cli_calls_an_https_address(pki: Pki, anyio_backend: str) -> None:
+    # The address's scheme picks the transport: https must lead to this plugin, not to an
+    # UnknownMode 'https'.
+    async with served(pki.server()) as s:
+        env = {**os.environ, "REQUESTPLANE_HTTP_TLS_CA_FILE": pki.ca_file}
+        command = [sys.executable, "-m", "requestplane_core.cli", "call", s.url("echo")]
+        with anyio.fail_after(BOUND * 2):
+            done = await anyio.run_process(
+                [*command, "--data", "over tls", "--backend", anyio_backend],
+                env=env,
+                check=False,
+            )
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"over tls", b"")
+
+
 async def test_untrusted_server_is_a_clear_connection_lost(
     pki: Pki, lane: dict[str, object]
 ) -> None:
@@ -89,11 +106,14 @@ async def test_untrusted_server_is_a_clear_connection_lost(
             await s.client.request(s.addr("echo"), b"x")
 
 
-async def test_plain_client_to_tls_server_fails_typed(pki: Pki) -> None:
+async def test_plain_client_to_tls_server_fails_typed_with_a_hint(
+    pki: Pki, lane: dict[str, object]
+) -> None:
+    # The TLS server closes the connection without a byte: the client says what that means.
     async with served(pki.server(), {"tls_ca_file": pki.ca_file}) as s:
         address = str(s.addr("echo")).replace("https://", "http://")
-        async with HttpClient(http_settings()) as client:
-            with anyio.fail_after(BOUND), pytest.raises(ConnectionLost):
+        async with HttpClient(http_settings(**lane)) as client:
+            with anyio.fail_after(BOUND), pytest.raises(ConnectionLost, match="speaking TLS"):
                 await client.request(address, b"x")
         with anyio.fail_after(BOUND):
             assert await s.client.request(s.addr("echo"), b"still up") == b"still up"
