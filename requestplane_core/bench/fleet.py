@@ -7,8 +7,6 @@ import itertools
 import json
 from collections.abc import Mapping
 
-import anyio
-
 from ..manager import RequestPlane
 from ..router import Router
 from .case import Case
@@ -19,7 +17,6 @@ __all__ = ["SpreadMeter", "fleet_rss_kib", "join_fleet", "routed_call", "spread"
 
 #: Seconds a client waits for every worker of the fleet to appear in discovery.
 JOIN_TIMEOUT = 30.0
-_LOOK_EVERY = 0.05
 
 
 async def join_fleet(plane: RequestPlane, case: Case) -> Router:
@@ -31,16 +28,13 @@ async def join_fleet(plane: RequestPlane, case: Case) -> Router:
 
 
 async def _listing(router: Router, count: int) -> None:
-    await router.wait_ready(JOIN_TIMEOUT)
-    # The router tells no one when its table changes: look at it, a bounded number of times.
-    for _ in range(int(JOIN_TIMEOUT / _LOOK_EVERY)):
-        if len(router.instances) >= count:
-            return
-        await anyio.sleep(_LOOK_EVERY)
-    raise TimeoutError(
-        f"{router.name!r}: {len(router.instances)} of {count} workers listed in discovery "
-        f"after {JOIN_TIMEOUT:g} s"
-    )
+    try:
+        await router.wait_for(count, JOIN_TIMEOUT)
+    except TimeoutError:
+        raise TimeoutError(
+            f"{router.name!r}: {len(router.instances)} of {count} workers listed in discovery "
+            f"after {JOIN_TIMEOUT:g} s"
+        ) from None
 
 
 def routed_call(router: Router, case: Case, payload: bytes) -> Call:
