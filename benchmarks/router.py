@@ -3,6 +3,8 @@
 Every experiment starts its own tcp workers (``_fleet.py``), each its own instance in a
 file-discovery directory of the experiment's own; this process is the one client. It prints:
 
+- cost: the CPU a routed call adds over calling a client directly, measured over a client
+  that answers at once (round_robin, p2c; 3 instances);
 - overhead: CPU per request (client + servers) of ``plane.router()`` (round_robin, p2c)
   against the plain client cycling over the same three addresses itself, 1 KiB, 64 in
   flight, the variants interleaved in the same run, against the same worker processes;
@@ -47,8 +49,9 @@ from requestplane_core.bench.cpu import CpuMeter
 from requestplane_core.bench.fleet import SpreadMeter, spread
 from requestplane_core.bench.load import Call, LoadPlan, run_load
 from requestplane_core.plugin_api import PluginRegistry, RequestEvent, hookimpl, load_plugins
+from requestplane_core.router import Router
 
-EXPERIMENTS = ("overhead", "slow", "failover", "rolling", "hash")
+EXPERIMENTS = ("cost", "overhead", "slow", "failover", "rolling", "hash")
 PAYLOAD = os.urandom(1024)
 CONCURRENCY = 64
 
@@ -169,7 +172,16 @@ async def overhead(backend: str, rounds: int, seconds: float) -> Result:
                     if name == "round_robin":
                         rr_requests.update(spread_meter.requests)
     median = {name: statistics.median(values) for name, values in cpu.items()}
+    # Each round's router phases ran right after its direct phase: their ratio drifts less
+    # with the machine's load than the medians do.
+    paired = {
+        route: round(
+            statistics.median(r / d for r, d in zip(cpu[route], cpu["direct"], strict=True)), 3
+        )
+        for route in ("round_robin", "p2c")
+    }
     return {
+        "router_vs_direct_paired": paired,
         "cpu_us_per_request": {k: round(v, 1) for k, v in median.items()},
         "client_cpu_us_per_request": {
             k: round(statistics.median(v), 1) for k, v in client_cpu.items()
@@ -183,6 +195,48 @@ async def overhead(backend: str, rounds: int, seconds: float) -> Result:
         "round_robin_requests": sorted(rr_requests.values()),
         "round_robin_max_min": spread(rr_requests),
     }
+
+
+# -- the router's own cost ----------------------------------------------------------------
+
+
+class _Answering:
+    """A client that answers at once: under it, a call's CPU is the router's alone."""
+
+    async def request(
+        self, address: Address, payload: bytes, *, headers: Any = None, timeout: Any = None
+    ) -> bytes:
+        return payload
+
+
+async def router_cost(calls: int) -> Result:
+    """CPU microseconds a routed call adds to calling a client: the pick, the bookkeeping,
+    one more coroutine (best of 5 runs of ``calls`` calls, in this process)."""
+    instances = " ".join(f"echo=tcp://127.0.0.1:{port}/echo" for port in (1, 2, 3))
+    env = {"REQUESTPLANE_DISCOVERY": "static", "REQUESTPLANE_DISCOVERY_STATIC_INSTANCES": instances}
+    answering = _Answering()
+    result: Result = {}
+    async with RequestPlane("tcp", environ=env) as plane, anyio.create_task_group() as tg:
+        address = Address.parse("tcp://127.0.0.1:1/echo")
+        for route in ("round_robin", "p2c"):
+            router = Router("echo", plane.discovery(), lambda _: answering, tg, route=route)  # type: ignore[arg-type, return-value]
+            await router.wait_for(3)
+            best = {"client": float("inf"), "router": float("inf")}
+            for _ in range(5):
+                for name in best:
+                    started = time.process_time()
+                    if name == "client":
+                        for _ in range(calls):
+                            await answering.request(address, PAYLOAD)
+                    else:
+                        for _ in range(calls):
+                            await router.request(PAYLOAD)
+                    used = (time.process_time() - started) * 1e6 / calls
+                    best[name] = min(best[name], used)
+            result[f"{route}_us_per_call"] = round(best["router"] - best["client"], 2)
+            await router.aclose()
+        tg.cancel_scope.cancel()
+    return result
 
 
 # -- one slow worker ----------------------------------------------------------------------
@@ -376,7 +430,9 @@ async def run(args: argparse.Namespace) -> Result:
     chosen = args.only.split(",") if args.only else list(EXPERIMENTS)
     for name in chosen:
         began = time.perf_counter()
-        if name == "overhead":
+        if name == "cost":
+            report[name] = await router_cost(100_000)
+        elif name == "overhead":
             report[name] = await overhead(args.backend, args.rounds, args.seconds)
         elif name == "slow":
             report[name] = await slow_worker(args.backend, args.seconds * 1.5, args.delay)
@@ -385,7 +441,11 @@ async def run(args: argparse.Namespace) -> Result:
         elif name == "rolling":
             report[name] = await rolling(args.backend, 1.0)
         elif name == "hash":
-            report[name] = await hash_moves(args.backend, 10_000)
+            # Instance ids are random, so is the ring: a few fleets, not one.
+            trials = [await hash_moves(args.backend, 10_000) for _ in range(args.hash_trials)]
+            moved = [trial["moved_fraction"] for trial in trials]
+            report[name] = {"moved_fraction_mean": round(statistics.mean(moved), 4)}
+            report[name]["trials"] = trials
         else:
             raise SystemExit(f"unknown experiment {name!r}: expected {', '.join(EXPERIMENTS)}")
         report[name]["took_s"] = round(time.perf_counter() - began, 1)
@@ -401,6 +461,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="overhead: interleaved rounds")
     parser.add_argument("--seconds", type=float, default=2.0, help="overhead: seconds a phase")
     parser.add_argument("--delay", type=float, default=0.002, help="slow: the fast echo's delay")
+    parser.add_argument("--hash-trials", type=int, default=5, help="hash: fleets to try")
     parser.add_argument("--json", action="store_true", help="one JSON object at the end")
     args = parser.parse_args()
     report = anyio.run(run, args, backend=args.backend)
