@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -11,6 +12,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
+from requestplane_core.bench.case import Case
+from requestplane_core.bench.command import add_arguments, plan_cases
 from requestplane_core.bench.latency import LatencyRecorder, percentile
 from requestplane_core.bench.load import LoadPlan, run_load
 
@@ -213,3 +216,98 @@ def test_a_size_that_is_not_one_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "'1MB' is not a size" in done.stderr
+
+
+def _plan(*flags: str) -> list[Case]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cases, _notes = plan_cases(parser.parse_args(list(flags)))
+    return cases
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_bench_fleet_round_robin_json(backend: str) -> None:
+    done = bench(
+        "--backend",
+        backend,
+        "--workers",
+        "3",
+        "--route",
+        "round_robin",
+        "--requests",
+        "300",
+        "--concurrency",
+        "8",
+        "--warmup",
+        "0",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["mode"], record["backend"], record["workers"], record["route"]) == (
+        "tcp",
+        backend,
+        3,
+        "round_robin",
+    )
+    assert (record["requests"], record["errors"]) == (300, 0)
+    # Three distinct server processes, each its own instance, took turns exactly.
+    assert list(record["instance_requests"].values()) == [100, 100, 100]
+    assert record["spread"] == 1.0
+    assert record["server_rss_kib"] > 0 and record["server_cpu_us"] is not None
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_bench_fleet_table(backend: str) -> None:
+    done = bench("--backend", backend, "--workers", "2", "--requests", "200", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("mode "))
+    assert header.split()[-4:] == ["us", "fleet", "spread", "errors"]
+    row = next(line for line in lines if line.startswith("tcp "))
+    assert row.split()[:3] == ["tcp", backend, "unary"]
+    assert row.split()[-4:-2] == ["2", "p2c"] and row.split()[-1] == "0"
+    (spread_line,) = [line for line in lines if "requests per instance" in line]
+    counts = spread_line.split("requests per instance ")[1].split(" (")[0].split(" / ")
+    assert len(counts) == 2 and sum(int(n.replace(",", "")) for n in counts) == 200
+
+
+def test_bench_fleet_with_failing_requests_exits_non_zero() -> None:
+    done = bench(
+        "--backend",
+        "trio",
+        "--workers",
+        "2",
+        "--endpoint",
+        "fail",
+        "--requests",
+        "20",
+        "--warmup",
+        "0",
+        "--json",
+    )
+    assert done.returncode == 1
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert record["errors"] == 20 and record["requests"] == 0
+    assert "FAILED tcp/trio 2 workers p2c unary" in done.stderr
+
+
+def test_bench_fleet_refuses_direct() -> None:
+    done = bench("--workers", "2", "--direct")
+    assert done.returncode == 1
+    assert "--workers routes through the manager" in done.stderr
+
+
+def test_a_run_of_every_transport_ends_with_one_fleet_case() -> None:
+    cases = _plan()
+    fleets = [case for case in cases if case.workers]
+    assert fleets == [cases[-1]]
+    assert (fleets[0].mode, fleets[0].backend, fleets[0].workers, fleets[0].route) == (
+        "tcp",
+        "asyncio",
+        3,
+        "p2c",
+    )
+    assert not any(case.workers for case in _plan("--workers", "0"))
+    assert not any(case.workers for case in _plan("--mode", "tcp"))
+    assert {case.workers for case in _plan("--mode", "tcp", "--workers", "4")} == {4}

@@ -1,7 +1,9 @@
 """Worker processes of ``requestplane bench`` (internal)::
 
 python -m requestplane_core.bench server CASE_JSON
-python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON
+python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON SERVER_PIDS
+
+SERVER_PIDS: the server's pid, or a fleet's pids joined by commas (their CPU is measured).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) == 4 and argv[0] == "client":
         case = Case.from_json(argv[1])
-        pid = int(argv[3]) if argv[3].isdigit() else None
-        _run("client", case, measure_case, case, json.loads(argv[2]), pid)
+        pids = [int(pid) for pid in argv[3].split(",") if pid.isdigit()]
+        _run("client", case, measure_case, case, json.loads(argv[2]), pids)
         return 0
     sys.stderr.write(__doc__ or "")
     return 2

@@ -30,6 +30,11 @@ class Case:
     direct: bool = False  # bypass the RequestPlane manager: transport client and serve()
     stall_timeout: float = 15.0
     profile: str | None = None  # directory for cProfile output of both workers
+    # A fleet: this many server processes, each its own instance in a discovery directory
+    # of the run's own, and a client that calls them through a router; 0: one server,
+    # called at its address.
+    workers: int = 0
+    route: str = "p2c"  # the router's mode across a fleet
 
     @property
     def loop(self) -> str:
@@ -46,15 +51,16 @@ class Case:
         return self.endpoint
 
     @property
-    def server_key(self) -> tuple[str, str, bool, bool]:
-        """Cases with the same key share one server process."""
-        return (self.mode, self.backend, self.uvloop, self.direct)
+    def server_key(self) -> tuple[str, str, bool, bool, int]:
+        """Cases with the same key share one server process (or fleet)."""
+        return (self.mode, self.backend, self.uvloop, self.direct, self.workers)
 
     @property
     def label(self) -> str:
         via = " direct" if self.direct else ""
         sync = " sync" if self.handler == "sync" else ""
-        return f"{self.mode}/{self.loop}{via} {self.kind}{sync} c={self.concurrency}"
+        fleet = f" {self.workers} workers {self.route}" if self.workers else ""
+        return f"{self.mode}/{self.loop}{via}{fleet} {self.kind}{sync} c={self.concurrency}"
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), separators=(",", ":"))

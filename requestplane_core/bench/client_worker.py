@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from ..address import Address
@@ -12,17 +13,14 @@ from ..transport import TransportClient
 from .case import Case
 from .cpu import CpuMeter
 from .emit import emit
-from .endpoints import stream_request
-from .load import Call, LoadPlan, run_load
+from .endpoints import Mismatch, stream_request
+from .fleet import SpreadMeter, fleet_rss_kib, join_fleet, routed_call, spread
+from .load import Boundary, Call, LoadPlan, run_load
 from .observers import observing_plugins
 from .record import make_record
 from .rss import peak_rss_kib
 
 __all__ = ["Mismatch", "measure_case"]
-
-
-class Mismatch(Exception):
-    """A response that is not what the endpoint sends: a transport bug, counted as an error."""
 
 
 def _unary(client: TransportClient, address: Address, payload: bytes) -> Call:
@@ -56,7 +54,8 @@ def _progress(phase: str, done: int) -> None:
     emit("progress", phase=phase, done=done)
 
 
-async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | None) -> None:
+async def measure_case(case: Case, addresses: dict[str, str], server_pids: Sequence[int]) -> None:
+    spread_meter: SpreadMeter | None = None
     async with AsyncExitStack() as stack:
         client: TransportClient
         if case.direct:
@@ -65,11 +64,17 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
         else:
             plane = await stack.enter_async_context(RequestPlane(case.mode))
             client = plane.client()
-        endpoint = Address.parse(addresses[case.endpoint_name])
-        if case.kind == "stream":
-            call = _stream(client, endpoint, case)
+        payload = os.urandom(case.payload)
+        meter = CpuMeter(server_pids)
+        boundary: Boundary = meter
+        if case.workers:
+            router = await join_fleet(plane, case)
+            call = routed_call(router, case, payload)
+            boundary = spread_meter = SpreadMeter(router, meter)
+        elif case.kind == "stream":
+            call = _stream(client, Address.parse(addresses[case.endpoint_name]), case)
         else:
-            call = _unary(client, endpoint, os.urandom(case.payload))
+            call = _unary(client, Address.parse(addresses[case.endpoint_name]), payload)
         plan = LoadPlan(
             concurrency=case.concurrency,
             duration=case.duration,
@@ -77,12 +82,14 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
             warmup=case.warmup,
             stall_timeout=case.stall_timeout,
         )
-        meter = CpuMeter(server_pid)
-        outcome = await run_load(call, plan, _progress, meter)
+        outcome = await run_load(call, plan, _progress, boundary)
         server_rss: int | None
         try:
-            stats = json.loads(await client.request(Address.parse(addresses["stats"]), b""))
-            server_rss = int(stats["rss_kib"])
+            if case.workers:
+                server_rss = await fleet_rss_kib(plane, router)
+            else:
+                stats = json.loads(await client.request(Address.parse(addresses["stats"]), b""))
+                server_rss = int(stats["rss_kib"])
         except Exception:
             server_rss = None  # the run's verdict comes from the load, not from this
     observers = [] if case.direct else observing_plugins(plane.plugins)
@@ -93,5 +100,8 @@ async def measure_case(case: Case, addresses: dict[str, str], server_pid: int | 
         server_rss_kib=server_rss,
         cpu_us=meter.per_request_us(outcome.completed + outcome.errors),
     )
+    if spread_meter is not None:
+        record["instance_requests"] = spread_meter.requests
+        record["spread"] = spread(spread_meter.requests)
     record["observers"] = observers
     emit("result", record=record)

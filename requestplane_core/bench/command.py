@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
+from ..config import ROUTE_MODES
 from ..errors import ConfigError
 from ..manager import installed_transports
 from .case import Case
@@ -20,11 +22,15 @@ from .observers import observing_plugins
 from .progress import ProgressBar
 from .record import is_clean
 from .runner import NATS_URL_VAR, RunResult, run_cases
-from .table import format_table, human_bytes
+from .table import format_fleets, format_table, human_bytes
 
 __all__ = ["add_arguments", "plan_cases", "run"]
 
 BACKENDS = ("asyncio", "trio")
+# The fleet case a run of every transport ends with: the router at work, in a few seconds.
+FLEET_MODE, FLEET_BACKEND, FLEET_WORKERS, FLEET_ROUTE = "tcp", "asyncio", 3, "p2c"
+# direct calls one chosen instance: not a fleet's spread.
+FLEET_ROUTES = tuple(route for route in ROUTE_MODES if route != "direct")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20}
 
 
@@ -52,6 +58,16 @@ def _count(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers >= 0")
+    return value
+
+
 def _seconds(minimum: float) -> Any:
     def parse(text: str) -> float:
         try:
@@ -69,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Measure the installed transports on loopback: a server process and a client process "
         "per transport and event loop, on each transport's embedded default settings "
-        "(REQUESTPLANE_* variables apply). Exits non-zero if any request failed or was lost."
+        "(REQUESTPLANE_* variables apply); then one fleet case (--workers). Exits non-zero if "
+        "any request failed or was lost."
     )
     parser.add_argument(
         "--mode",
@@ -150,6 +167,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve() directly (to measure what the manager costs)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="measure a fleet: N server processes, each its own instance in a discovery "
+        "directory of the run's own, and a client that routes across them (default: one "
+        "server; a run of every transport, without --mode, adds one fleet case: "
+        f"{FLEET_MODE}, {FLEET_BACKEND}, {FLEET_WORKERS} workers, {FLEET_ROUTE}; "
+        "--workers 0 leaves it out)",
+    )
+    parser.add_argument(
+        "--route",
+        choices=FLEET_ROUTES,
+        default=FLEET_ROUTE,
+        help=f"how the client's router picks a worker per call (default: {FLEET_ROUTE})",
+    )
+    parser.add_argument(
         "--timeout",
         type=_seconds(0.1),
         default=15.0,
@@ -198,6 +232,9 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
     if args.stream and args.handler == "sync":
         raise ConfigError("--handler sync measures unary requests: leave out --stream")
     duration = None if args.requests is not None else (args.duration or 2.0)
+    workers: int = args.workers or 0
+    if workers and args.direct:
+        raise ConfigError("--workers routes through the manager: leave out --direct")
     notes: list[str] = []
     cases: list[Case] = []
     for mode in dict.fromkeys(modes):
@@ -236,8 +273,13 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
                         direct=args.direct,
                         stall_timeout=args.timeout,
                         profile=_profile_dir(args.profile),
+                        workers=workers,
+                        route=args.route,
                     )
                 )
+    fleet = _default_fleet_case(args, cases)
+    if fleet is not None:
+        cases.append(fleet)
     observers = observing_plugins(registry)
     if observers and not args.direct:
         names = ",".join(observers)
@@ -246,6 +288,17 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
             f"REQUESTPLANE_DISABLE_PLUGINS={names} measures without)"
         )
     return cases, notes
+
+
+def _default_fleet_case(args: argparse.Namespace, cases: list[Case]) -> Case | None:
+    """The fleet case that ends a run of every transport (no --mode, no --workers): like
+    that run's tcp case on asyncio, served by a fleet. None when that case is not run."""
+    if args.mode or args.workers is not None:
+        return None
+    for case in cases:
+        if (case.mode, case.backend, case.direct) == (FLEET_MODE, FLEET_BACKEND, False):
+            return attrs.evolve(case, workers=FLEET_WORKERS, route=args.route)
+    return None
 
 
 def _note(text: str) -> None:
@@ -303,13 +356,19 @@ def _verdict(args: argparse.Namespace, cases: list[Case], result: RunResult) -> 
         legend = (
             f"cpu us: client + server CPU microseconds per {per}, which machine noise barely moves"
         )
-        sys.stdout.write(f"{_headline(cases[0])}\n\n{format_table(result.records)}\n\n{legend}\n")
+        fleets = format_fleets(result.records)
+        table = format_table(result.records) + (f"\n\n{fleets}" if fleets else "")
+        sys.stdout.write(f"{_headline(cases[0])}\n\n{table}\n\n{legend}\n")
         sys.stdout.flush()
     for record in result.records:
         if is_clean(record):
             continue
         status = 1
-        where = f"{record['mode']}/{record['backend']} {record['kind']} c={record['concurrency']}"
+        fleet = f" {record['workers']} workers {record['route']}" if record.get("workers") else ""
+        where = (
+            f"{record['mode']}/{record['backend']}{fleet} {record['kind']} "
+            f"c={record['concurrency']}"
+        )
         if record["failure"] is not None:
             _note(f"FAILED {where}: {record['failure']}")
         elif record["errors"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 __all__ = ["CpuMeter", "process_cpu_seconds"]
 
@@ -30,15 +31,25 @@ def process_cpu_seconds(pid: int | None = None) -> float | None:
 
 class CpuMeter:
     """Samples this process's and the server's CPU at the measured phase's start and end;
-    pass it as ``run_load``'s ``boundary``."""
+    pass it as ``run_load``'s ``boundary``. A fleet's servers count as one server: their
+    CPU adds up."""
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server_pid = server_pid
+    def __init__(self, server_pid: int | Sequence[int] | None) -> None:
+        pids = () if server_pid is None else server_pid
+        self.server_pids = (pids,) if isinstance(pids, int) else tuple(pids)
         self.samples: dict[str, tuple[float | None, float | None]] = {}
 
+    def _servers(self) -> float | None:
+        total = 0.0
+        for pid in self.server_pids:
+            seconds = process_cpu_seconds(pid)
+            if seconds is None:
+                return None  # one of them is gone: the sum would be wrong
+            total += seconds
+        return total if self.server_pids else None
+
     def __call__(self, edge: str) -> None:
-        server = None if self.server_pid is None else process_cpu_seconds(self.server_pid)
-        self.samples[edge] = (process_cpu_seconds(), server)
+        self.samples[edge] = (process_cpu_seconds(), self._servers())
 
     def per_request_us(self, requests: int) -> tuple[float | None, float | None]:
         """Client and server CPU microseconds per request over the measured phase."""

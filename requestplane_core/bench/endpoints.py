@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 from ..request import Handler, Request
 from .rss import peak_rss_kib
 
-__all__ = ["ENDPOINTS", "STREAM_HEADER", "stream_request"]
+__all__ = ["ENDPOINTS", "STREAM_HEADER", "Mismatch", "stream_request"]
 
 STREAM_HEADER = struct.Struct("!II")  # chunk count, chunk size
 
 _chunks: dict[int, bytes] = {}
+
+
+class Mismatch(Exception):
+    """A response that is not what the endpoint sends: a transport bug, counted as an error."""
 
 
 def stream_request(chunks: int, chunk_size: int, payload: int) -> bytes:

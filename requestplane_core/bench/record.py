@@ -21,6 +21,10 @@ def _base(case: Case) -> dict[str, Any]:
         "concurrency": case.concurrency,
         "chunks": case.chunks if case.kind == "stream" else None,
         "direct": case.direct,
+        "workers": case.workers or None,  # a fleet's server processes; None: one server
+        "route": case.route if case.workers else None,
+        "instance_requests": None,  # a fleet's measured requests per instance id
+        "spread": None,  # max/min of those (None when one got none)
     }
 
 

@@ -1,7 +1,7 @@
 """The server process of a case: serve the bench endpoints until standard input closes.
 
-It announces ``{"event": "ready", "addresses": {...}}`` (or ``unsupported`` when the
-transport cannot serve) and exits when the parent closes its standard input, which also
+It announces ``{"event": "ready", "addresses": {...}, "instance": ...}`` (or ``unsupported``
+when the transport cannot serve) and exits when the parent closes its standard input, which also
 happens if the parent dies, so no server outlives its benchmark.
 """
 
@@ -46,5 +46,5 @@ async def serve_case(case: Case) -> None:
         addresses = {}
         for name, handler in ENDPOINTS.items():
             addresses[name] = str(await server.register(name, handler))
-        emit("ready", addresses=addresses, pid=os.getpid())
+        emit("ready", addresses=addresses, pid=os.getpid(), instance=server.instance_id)
         await anyio.to_thread.run_sync(_wait_for_eof, abandon_on_cancel=True)

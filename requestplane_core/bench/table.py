@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table", "human_bytes"]
+__all__ = ["format_fleets", "format_table", "human_bytes"]
 
 _COLUMNS = (
     "mode",
@@ -20,9 +20,12 @@ _COLUMNS = (
     "chunks/s",
     "MiB/s",
     "cpu us",
+    "fleet",
+    "spread",
     "errors",
 )
-_RIGHT = frozenset(_COLUMNS[3:])  # the numbers, right-aligned; the first three are text
+_TEXT = frozenset(("mode", "backend", "kind", "fleet"))
+_RIGHT = frozenset(_COLUMNS) - _TEXT  # the numbers, right-aligned
 
 
 def human_bytes(n: int) -> str:
@@ -47,23 +50,34 @@ def _kind(record: dict[str, Any]) -> str:
     return "unary sync" if record.get("handler") == "sync" else "unary"
 
 
+def _fleet(record: dict[str, Any]) -> str:
+    workers = record.get("workers")
+    return f"{workers} {record['route']}" if workers else "-"
+
+
+def _spread(record: dict[str, Any]) -> str:
+    """Max/min requests per instance of a fleet; "inf" when an instance got none."""
+    if not record.get("workers") or record.get("failure") is not None:
+        return "-"
+    value = record.get("spread")
+    return "inf" if value is None else f"{value:.2f}"
+
+
 def _row(record: dict[str, Any]) -> list[str]:
     backend = str(record["backend"]) + (" direct" if record.get("direct") else "")
     if record.get("failure") is not None:
-        return [
-            record["mode"],
-            backend,
-            record["kind"],
-            human_bytes(record["payload"]),
-            str(record["concurrency"]),
-            "FAILED",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]
+        # Blank cells by name: a row one cell short of the header breaks the whole table.
+        cells = dict.fromkeys(_COLUMNS, "")
+        cells.update(
+            mode=record["mode"],
+            backend=backend,
+            kind=record["kind"],
+            payload=human_bytes(record["payload"]),
+            conc=str(record["concurrency"]),
+            requests="FAILED",
+            fleet=_fleet(record),
+        )
+        return [cells[name] for name in _COLUMNS]
     chunks = record.get("chunks_per_s")
     errors = str(record["errors"]) + (f" ({record['lost']} lost)" if record.get("lost") else "")
     return [
@@ -79,6 +93,8 @@ def _row(record: dict[str, Any]) -> list[str]:
         "-" if chunks is None else f"{chunks:,.0f}",
         f"{record['bytes_per_s'] / (1 << 20):,.1f}",
         _cpu(record),
+        _fleet(record),
+        _spread(record),
         errors,
     ]
 
@@ -93,4 +109,19 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
             for cell, w, name in zip(row, widths, _COLUMNS, strict=True)
         ]
         lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def format_fleets(records: Sequence[dict[str, Any]]) -> str:
+    """One line per measured fleet case: the requests each instance got."""
+    lines = []
+    for record in records:
+        counts = record.get("instance_requests")
+        if not record.get("workers") or not counts:
+            continue
+        each = " / ".join(f"{n:,}" for n in counts.values())
+        lines.append(
+            f"{record['mode']}/{record['backend']} {_fleet(record)}: requests per instance "
+            f"{each} (max/min {_spread(record)})"
+        )
     return "\n".join(lines)
