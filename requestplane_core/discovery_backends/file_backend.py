@@ -484,11 +484,18 @@ class FileDiscovery(DiscoveryBackend):
         recent = stamp is not None and time.time_ns() - stamp < _STAMP_GRAIN_NS
         follower.seen = -1 if recent else stamp
         follower.next_sweep = now + sweep_every
-        unchanged = instances == follower.last
-        follower.last = instances
+        previous, follower.last = follower.last, instances
+        # Every started watch knows ``previous`` (each got every look's difference): the
+        # difference is worked out once, not once per watch.
+        gone, came = ([], []) if instances == previous else _difference(previous, instances)
         for feed in list(follower.feeds):
-            if not (unchanged and feed.started):  # a difference to report, or a Snapshot
-                feed.replace(instances)
+            if not feed.started:
+                feed.replace(instances)  # its Snapshot
+                continue
+            for key in gone:
+                feed.delete(key)
+            for instance in came:
+                feed.put(instance)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -506,6 +513,20 @@ class FileDiscovery(DiscoveryBackend):
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def _difference(
+    old: list[Instance] | None, new: list[Instance]
+) -> tuple[list[tuple[str, str]], list[Instance]]:
+    """What went (or moved) and what came (or moved to), in instance order: what
+    :meth:`InstanceFeed.replace` would report."""
+    before = {i.key: i for i in old or ()}
+    after = {i.key: i for i in new}
+    gone = [k for k, i in sorted(before.items()) if k not in after or after[k].address != i.address]
+    came = [
+        i for k, i in sorted(after.items()) if k not in before or before[k].address != i.address
+    ]
+    return gone, came
 
 
 def _pid_alive(pid: int) -> bool:
