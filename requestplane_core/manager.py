@@ -247,6 +247,7 @@ class RequestPlane:
             labels=labels,
             retries=self.core.route_retries if retries is None else retries,
             inhibit=self.core.route_inhibit if inhibit is None else inhibit,
+            observed=self.hooks.requests,
         )
         self._routers.append(router)
         return router

@@ -110,6 +110,7 @@ class Router:
         labels: Mapping[str, str] | None = None,
         retries: int = 2,
         inhibit: float = 5.0,
+        observed: bool = True,
     ) -> None:
         self.name = validate_name(name)
         self.route = _check_route(route)
@@ -118,6 +119,8 @@ class Router:
         self.inhibit = inhibit
         self._discovery = discovery
         self._client_for = client_for
+        #: Whether an observing plugin sees this router's calls (and so the chosen instance).
+        self._observed = observed
         self._table: dict[str, _Candidate] = {}
         self._order: list[_Candidate] = []  # the instances matching the labels, by id
         # Each router starts its rotation somewhere else, so that many short-lived callers
@@ -317,7 +320,11 @@ class Router:
         retries included. ``idempotent`` allows a retry after ``ConnectionLost``.
         """
         mode = self.route if route is None else _check_route(route)
-        deadline = await self._deadline(timeout)
+        # The common case (the table is ready) without the coroutine of _deadline().
+        if self._ready.is_set():
+            deadline = None if timeout is None else self._now() + timeout
+        else:
+            deadline = await self._deadline(timeout)
         tried: set[str] = set()
         last: RequestPlaneError | None = None
         while True:
@@ -326,7 +333,9 @@ class Router:
             candidate.inflight += 1
             candidate.requests += 1
             started = time.perf_counter()
-            token = routed_instance.set(candidate.instance.key)
+            # Only an observing plugin reads which instance was chosen: no context variable
+            # write per call otherwise.
+            token = routed_instance.set(candidate.instance.key) if self._observed else None
             try:
                 return await candidate.client.request(
                     candidate.address, payload, headers=headers, timeout=left
@@ -336,7 +345,8 @@ class Router:
                     raise
                 last = exc
             finally:
-                routed_instance.reset(token)
+                if token is not None:
+                    routed_instance.reset(token)
                 candidate.inflight -= 1
                 candidate.latency += time.perf_counter() - started
 
