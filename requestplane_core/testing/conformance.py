@@ -716,6 +716,44 @@ class TransportConformance:
             after = client.stats.open_connections
             assert after == 0, f"ClientStats.open_connections is {after} after aclose(); expected 0"
 
+    async def test_cancelled_callers_leave_shared_connections_usable(
+        self, transport_settings: Mapping[str, object]
+    ) -> None:
+        # Many large requests, most of them cancelled while being written: a write to a
+        # connection other calls share must be shielded (or the connection given up), or a
+        # cancelled caller leaves half a frame on it and the calls behind it fail.
+        async with self._open(transport_settings) as f:
+            limit = self.max_payload or getattr(f.plane.settings, "max_message_size", None)
+            size = min(limit if isinstance(limit, int) else 1 << 20, 1 << 20) // 2
+            client = f.plane.client()
+            answers: dict[int, bytes] = {}
+            with anyio.fail_after(BOUND):
+                # How long one call takes here: the cancellations below are spread over the
+                # time the calls spend writing, so that some land in the middle of a write.
+                rtt = math.inf
+                for _ in range(3):
+                    started = anyio.current_time()
+                    await client.request(f.addr("echo"), b"w" * size)
+                    rtt = min(rtt, anyio.current_time() - started)
+
+            async def call(i: int, offset: float) -> None:
+                payload = bytes([i]) * size
+                if i % 4 == 0:
+                    answers[i] = await client.request(f.addr("echo"), payload)
+                    return
+                with anyio.move_on_after(rtt * (offset + 0.23 * i)):
+                    await client.request(f.addr("echo"), payload)
+
+            for offset in (0.1, 0.2):  # two rounds: a torn write is likely, not certain
+                with anyio.fail_after(BOUND * 2):
+                    async with anyio.create_task_group() as tg:
+                        for i in range(32):
+                            tg.start_soon(call, i, offset)
+                    after = await client.request(f.addr("echo"), b"after")
+                wrong = [i for i, body in answers.items() if body != bytes([i]) * size]
+                assert not wrong, f"uncancelled calls {wrong} got a wrong answer"
+                assert sorted(answers) == list(range(0, 32, 4)) and after == b"after"
+
     async def test_client_close_fails_inflight_with_connection_lost(
         self, transport_settings: Mapping[str, object]
     ) -> None:

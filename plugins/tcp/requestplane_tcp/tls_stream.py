@@ -35,13 +35,47 @@ class TlsStream(ByteStream):
         self._in = incoming
         self._out = outgoing
         # The reader and the writer both send (a read can produce TLS records to answer).
+        # The writer holds the lock from ``SSLObject.write`` until the transport took every
+        # byte queued meanwhile, the reader's included; the reader never waits for it (see
+        # _flush).
         self._send_lock = anyio.Lock()
+        self._torn = False  # a send was cut short: the peer got part of a record
 
     async def _flush(self) -> None:
-        if self._out.pending:
-            async with self._send_lock:
-                if self._out.pending:
-                    await self._transport.send(self._out.read())
+        """Send what OpenSSL queued, unless a send is under way: that one sends it too.
+
+        The reader must never wait for the writer. A writer blocked in ``transport.send``
+        waits for the peer to read; if this side's reader waited for the lock behind it, it
+        would stop reading, and a peer doing the same (or one that stops reading while its
+        own answers are not taken, as the server does) never reads again either: every call
+        on the connection hangs. Waiting is only possible for the reader's own records
+        (handshake, alerts), and then only while the kernel's send buffer is full.
+        """
+        if not self._out.pending:
+            return
+        try:
+            self._send_lock.acquire_nowait()
+        except anyio.WouldBlock:
+            return  # the holder sends what is pending before it lets go of the lock
+        try:
+            await self._send_pending()
+        finally:
+            self._send_lock.release()
+
+    async def _send_pending(self) -> None:
+        """Hand everything OpenSSL queued to the transport (call holding the send lock)."""
+        if self._torn:
+            raise anyio.BrokenResourceError("an earlier TLS send was cut short")
+        out = self._out
+        while out.pending:
+            data = out.read()
+            try:
+                await self._transport.send(data)
+            except BaseException:
+                # Part of a record may have gone out (a cancelled send, say): nothing sent
+                # after it could be decrypted by the peer.
+                self._torn = True
+                raise
 
     async def _call(self, fn: Callable[[], T]) -> T:
         while True:
@@ -82,11 +116,14 @@ class TlsStream(ByteStream):
         return data
 
     async def send(self, item: bytes) -> None:
-        try:
-            self._ssl.write(item)
-        except ssl.SSLError as exc:
-            raise anyio.BrokenResourceError from exc
-        await self._flush()
+        async with self._send_lock:
+            # Encrypted while holding the lock, so that the records leave in the order
+            # OpenSSL numbered them, and a reader never finds them pending (see _flush).
+            try:
+                self._ssl.write(item)
+            except ssl.SSLError as exc:
+                raise anyio.BrokenResourceError from exc
+            await self._send_pending()
 
     async def send_eof(self) -> None:
         raise NotImplementedError("half-closing a TLS connection is not supported")

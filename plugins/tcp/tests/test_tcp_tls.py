@@ -260,3 +260,26 @@ class TestTcpMutualTlsConformance(TransportConformance):
             "tls_ca": certs.ca_file,
             "tls_client_cert": certs.client_pem,
         }
+
+
+async def test_large_calls_both_ways_at_once_over_tls(certs: Certs) -> None:
+    # 32 concurrent 512 KiB echoes fill both directions' socket buffers at once. The TLS
+    # stream's reader once waited for the send lock behind a writer blocked on a full
+    # socket: neither side read again and every call hung (no cancellation needed).
+    size = 1 << 19
+    server = {"tls": True, "tls_cert": certs.server_cert, "tls_key": certs.server_key}
+    async with (
+        running({"echo": echo}, **server) as (_srv, addresses),
+        client(tls=True, tls_ca=certs.ca_file) as c,
+    ):
+        answers: dict[int, bytes] = {}
+
+        async def call(i: int) -> None:
+            answers[i] = await c.request(addresses["echo"], bytes([i]) * size)
+
+        with anyio.fail_after(BOUND):
+            async with anyio.create_task_group() as tg:
+                for i in range(32):
+                    tg.start_soon(call, i)
+    wrong = [i for i, body in answers.items() if body != bytes([i]) * size]
+    assert sorted(answers) == list(range(32)) and not wrong
