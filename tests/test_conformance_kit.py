@@ -42,8 +42,9 @@ CATCHES = {
     ),
 }
 #: Mistakes whose failure depends on timing (where a cancellation lands): the case must
-#: catch them on at least one of the two loops in a run.
+#: catch them on at least one of the two loops in one of LIKELY_RUNS runs.
 LIKELY = {"muxtorn": "test_cancelled_callers_leave_shared_connections_usable"}
+LIKELY_RUNS = 4
 #: The same transports done right pass the same cases: the kit fails only the mistake.
 CONTROLS = {
     "muxshielded": "test_cancelled_callers_leave_shared_connections_usable",
@@ -112,7 +113,14 @@ def test_the_kit_catches_each_mistake_and_says_what_it_expected(tmp_path: Path) 
             )
     for name, case in LIKELY.items():
         texts = [outcomes.get((name, f"{case}[{backend}]")) for backend in BOTH]
-        assert any(texts), f"the kit let {name!r} pass {case} on both loops"
+        # On a loaded machine the cancellations can all land between writes in one run; a
+        # kit that catches the mistake catches it within a few runs, one that cannot never does.
+        for _ in range(LIKELY_RUNS - 1):
+            if any(texts):
+                break
+            again = run_kit(tmp_path, {name: case})
+            texts = [again.get((name, f"{case}[{backend}]")) for backend in BOTH]
+        assert any(texts), f"the kit let {name!r} pass {case} on both loops, {LIKELY_RUNS} runs"
     for name, case in CONTROLS.items():
         for backend in BOTH:
             assert outcomes.get((name, f"{case}[{backend}]")) == "", (name, backend, outcomes)
