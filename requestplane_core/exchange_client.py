@@ -150,14 +150,18 @@ class ExchangeClient(TransportClient, Generic[T]):
         counted by :meth:`request`; a transport with a faster path overrides this."""
         deadline = None if timeout is None else anyio.current_time() + timeout
         if self.exchanges_keep_deadline or deadline is None:
-            return await self._unary(target, payload, headers or {}, deadline, timeout)
+            return await self._unary_over_exchange(
+                target, payload, headers or {}, deadline, timeout
+            )
         with anyio.move_on_at(deadline):
-            return await self._unary(target, payload, headers or {}, deadline, timeout)
+            return await self._unary_over_exchange(
+                target, payload, headers or {}, deadline, timeout
+            )
         raise DeadlineExceeded(
             f"no answer from {self.peer_of(target)} within the {timeout}s timeout"
         )
 
-    async def _unary(
+    async def _unary_over_exchange(
         self,
         target: T,
         payload: bytes,
