@@ -99,11 +99,13 @@ class ExchangeClient(TransportClient, Generic[T]):
             self._targets[address] = target
         return target
 
-    def check_size(self, payload: bytes) -> None:
-        """Refuse a request over the limit before anything is sent."""
-        if len(payload) > self.max_message_size:
+    def check_size(self, payload: bytes, size: int | None = None) -> None:
+        """Refuse a request over the limit before anything is sent. ``size``: what counts
+        against the limit, if more than the payload (a transport whose headers count)."""
+        size = len(payload) if size is None else size
+        if size > self.max_message_size:
             raise PayloadTooLarge(
-                f"the request of {len(payload)} bytes is over the limit of "
+                f"the request of {size} bytes is over the limit of "
                 f"{self.max_message_size} bytes "
                 f"(REQUESTPLANE_{self.transport_name.upper()}_MAX_MESSAGE_SIZE); not sent"
             )
@@ -135,7 +137,8 @@ class ExchangeClient(TransportClient, Generic[T]):
             return await self.unary(
                 target, payload, headers, self.request_timeout if timeout is None else timeout
             )
-        except RequestPlaneError:
+        except Exception:
+            # Typed errors, and a caller's mistakes (a header the transport reserves).
             stats.errors += 1
             raise
 

@@ -96,6 +96,12 @@ class ExchangeResponseStream(ResponseStream):
             raise
         except StopAsyncIteration:
             raise
+        except Exception:
+            # A caller's mistake (a header the transport reserves): counted, not kept.
+            if self._failed is None:
+                self._client.stats.errors += 1
+            await self._release()
+            raise
         except BaseException:
             # Cancelled (or worse): close, which cancels the handler on the server.
             if self._started:
