@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .address import Address
-from .errors import ConnectionLost, DeadlineExceeded, PayloadTooLarge, RequestPlaneError
+from .errors import ConnectionLost, DeadlineExceeded, PayloadTooLarge
 from .exchange import Exchange, ExchangeEvent
 from .transport import ClientStats, ResponseStream, TransportClient
 
