@@ -215,6 +215,11 @@ class ExchangeClient(TransportClient, Generic[T]):
         self._exchanges.discard(exchange)
         await exchange.aclose()
 
+    def abandon(self, exchange: Exchange) -> None:
+        """:meth:`release` where awaiting is impossible (a stream collected unclosed)."""
+        self._exchanges.discard(exchange)
+        exchange.abandon()
+
     async def aclose(self) -> None:
         self.closed = True
         await self.close_transport()

@@ -158,7 +158,7 @@ class ExchangeResponseStream(ResponseStream):
         exchange = self._exchange
         if exchange is not None:
             try:
-                exchange.abandon()
+                self._client.abandon(exchange)
             except Exception:  # the loop may be gone already (interpreter shutdown)
                 pass
 

@@ -1,10 +1,12 @@
-"""What ExchangeClient does for every transport built on it, checked over a real one (the uds
-example): the size check, the configured timeout, the address cache, error accounting, a
-failed stream and the closed state. The conformance kit holds every transport to the
+"""What ExchangeClient does for every transport built on it, checked over real ones (the uds
+example; tcp where it takes an exchange that can be abandoned without awaiting): the size
+check, the configured timeout, the address cache, error accounting, a failed stream, a
+stream dropped unclosed and the closed state. The conformance kit holds every transport to the
 contract; these are the shared details behind it."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from pathlib import PurePath
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from requestplane_tcp.client import TcpClient
+from requestplane_tcp.settings import TcpSettings
 from requestplane_uds.addressing import address_for, parse_target
 from requestplane_uds.client import UdsClient
 from requestplane_uds.settings import UdsSettings
@@ -153,6 +157,29 @@ async def test_a_closed_client_refuses_new_calls() -> None:
             with pytest.raises(ConnectionLost, match="the uds client is closed"):
                 async for _ in client.stream(address, b""):
                     pass
+
+
+@pytest.mark.anyio
+async def test_a_stream_dropped_unclosed_is_abandoned_and_forgotten() -> None:
+    cancelled = anyio.Event()
+
+    async def forever(request: Request) -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    async with RequestPlane("tcp", environ={}) as p, TcpClient(TcpSettings()) as client:
+        address = await (await p.server()).register("forever", forever)
+        with anyio.fail_after(BOUND):
+            stream = client.stream(address, b"")
+            assert await stream.__anext__() == b"first"
+            del stream  # no aclose(): the stream's __del__ cancels the handler (tcp can)
+            gc.collect()
+            await cancelled.wait()
+        assert not client._exchanges
 
 
 @attrs.frozen
