@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from .address import Address
 from .errors import ConnectionLost, DeadlineExceeded, PayloadTooLarge
 from .exchange import Exchange, ExchangeEvent
+from .exchange_stream import ExchangeResponseStream
 from .transport import ClientStats, ResponseStream, TransportClient
 
 __all__ = ["ExchangeClient", "collect"]
@@ -189,8 +190,6 @@ class ExchangeClient(TransportClient, Generic[T]):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> ResponseStream:
-        from .exchange_stream import ExchangeResponseStream
-
         return ExchangeResponseStream(self, address, payload, headers, timeout)
 
     async def open_call(
