@@ -14,8 +14,7 @@ from typing import Any
 import anyio
 import sniffio
 from hypercorn.config import Config
-
-from requestplane_core.bench.ports import free_port
+from requestplane_bench.ports import free_port
 
 __all__ = ["echo_app", "serve_echo"]
 

@@ -21,8 +21,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import httpx
 from _harness import peer_main
 from _hypercorn_echo import serve_echo
-
-from requestplane_core.bench.load import Call
+from requestplane_bench.load import Call
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
