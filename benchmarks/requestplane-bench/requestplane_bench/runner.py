@@ -19,8 +19,10 @@ from typing import Any
 
 import attrs
 
+from requestplane_core.plugin_api import PluginRegistry
+
+from .brokers import embedded_brokers
 from .case import Case
-from .nats_server import embedded_nats_server
 from .processes import Child, open_child
 from .progress import ProgressBar
 from .record import failed_record
@@ -28,7 +30,6 @@ from .record import failed_record
 __all__ = ["RunResult", "run_cases"]
 
 STARTUP_TIMEOUT = 30.0
-NATS_URL_VAR = "REQUESTPLANE_NATS_URL"
 DISCOVERY_VAR = "REQUESTPLANE_DISCOVERY"
 DISCOVERY_DIR_VAR = "REQUESTPLANE_DISCOVERY_FILE_DIR"
 
@@ -42,25 +43,21 @@ class RunResult:
 
 
 def worker_argv(role: str, case: Case, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "requestplane_core.bench", role, case.to_json(), *extra]
+    return [sys.executable, "-m", "requestplane_bench", role, case.to_json(), *extra]
 
 
 async def run_cases(
     cases: Sequence[Case],
     *,
     env: Mapping[str, str],
+    registry: PluginRegistry,
     bar: ProgressBar,
     on_record: Callable[[Record], None],
     on_note: Callable[[str], None],
 ) -> RunResult:
     result = RunResult()
-    env = dict(env)
     index = 0
-    async with AsyncExitStack() as stack:
-        if any(case.mode == "nats" for case in cases) and not env.get(NATS_URL_VAR):
-            url = await stack.enter_async_context(embedded_nats_server())
-            env[NATS_URL_VAR] = url
-            on_note(f"nats: started nats-server at {url} (set {NATS_URL_VAR} to use another)")
+    async with embedded_brokers(registry, (case.mode for case in cases), env, on_note) as env:
         for _, grouped in itertools.groupby(cases, key=lambda case: case.server_key):
             group = list(grouped)
             async with _servers(group[0], env) as servers:

@@ -6,7 +6,8 @@ import json
 import struct
 from collections.abc import AsyncIterator
 
-from ..request import Handler, Request
+from requestplane_core import Handler, Request
+
 from .rss import peak_rss_kib
 
 __all__ = ["ENDPOINTS", "STREAM_HEADER", "Mismatch", "stream_request"]

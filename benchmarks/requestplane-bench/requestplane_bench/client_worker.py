@@ -7,9 +7,8 @@ import os
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
-from ..address import Address
-from ..manager import RequestPlane
-from ..transport import TransportClient
+from requestplane_core import Address, RequestPlane, TransportClient
+
 from .case import Case
 from .cpu import CpuMeter
 from .emit import emit

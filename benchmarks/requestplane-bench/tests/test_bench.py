@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
-
-from requestplane_core.bench.case import Case
-from requestplane_core.bench.command import add_arguments, plan_cases
-from requestplane_core.bench.latency import LatencyRecorder, percentile
-from requestplane_core.bench.load import LoadPlan, run_load
+from requestplane_bench.case import Case
+from requestplane_bench.command import add_arguments, plan_cases
+from requestplane_bench.latency import LatencyRecorder, percentile
+from requestplane_bench.load import LoadPlan, run_load
 
 KEYS = {
     "mode",
@@ -202,7 +202,7 @@ async def test_load_counts_a_stalled_run_as_lost() -> None:
     ("text", "size"), [("512", 512), ("1k", 1024), ("1KiB", 1024), ("2MiB", 2 << 20), ("0", 0)]
 )
 def test_sizes_take_binary_units(text: str, size: int) -> None:
-    from requestplane_core.bench.command import _size
+    from requestplane_bench.command import _size
 
     assert _size(text) == size
 
@@ -311,3 +311,28 @@ def test_a_run_of_every_transport_ends_with_one_fleet_case() -> None:
     assert not any(case.workers for case in _plan("--workers", "0"))
     assert not any(case.workers for case in _plan("--mode", "tcp"))
     assert {case.workers for case in _plan("--mode", "tcp", "--workers", "4")} == {4}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("requestplane_nats") is None, reason="the nats plugin is not installed"
+)
+def test_bench_nats_starts_the_broker_its_plugin_offers() -> None:
+    # No URL configured: the nats plugin's requestplane_embedded_broker hook starts one.
+    env = {k: v for k, v in os.environ.items() if k != "REQUESTPLANE_NATS_URL"}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "requestplane_core.cli", "bench", "--mode", "nats"),
+            *("--backend", "asyncio", "--requests", "100", "--concurrency", "4"),
+            *("--warmup", "0", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (record["mode"], record["requests"], record["errors"]) == ("nats", 100, 0)
+    assert "nats: started its embedded broker, REQUESTPLANE_NATS_URL=nats://127.0.0.1:" in (
+        done.stderr
+    )

@@ -16,7 +16,7 @@ Rows (1 KiB echo, 1 and 64 concurrent callers; req/s and the client's CPU per re
 then large uploads through the requestplane client forced onto HTTP/2 and onto HTTP/1.1,
 which is what ``http1_threshold`` is chosen from.
 
-    python plugins/http/bench_client.py [--backend asyncio|trio] [--seconds 3]
+    python benchmarks/http_bench_client.py [--backend asyncio|trio] [--seconds 3]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 import anyio
 
 PAYLOAD = b"x" * 1024
-# The repository's peer benchmarks, home of the bare hypercorn echo server (_hypercorn_echo.py).
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+# The bare hypercorn echo server (_hypercorn_echo.py) is a module beside this script.
+BENCHMARKS = Path(__file__).resolve().parent
 
 
 # -- servers (child processes) -----------------------------------------------------------

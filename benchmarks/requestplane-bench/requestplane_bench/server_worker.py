@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack
 
 import anyio
 
-from ..manager import RequestPlane
-from ..server import Server, serve
+from requestplane_core import RequestPlane, Server, serve
+
 from .case import Case
 from .emit import emit
 from .endpoints import ENDPOINTS

@@ -1,7 +1,7 @@
 """Worker processes of ``requestplane bench`` (internal)::
 
-python -m requestplane_core.bench server CASE_JSON
-python -m requestplane_core.bench client CASE_JSON ADDRESSES_JSON SERVER_PIDS
+python -m requestplane_bench server CASE_JSON
+python -m requestplane_bench client CASE_JSON ADDRESSES_JSON SERVER_PIDS
 
 SERVER_PIDS: the server's pid, or a fleet's pids joined by commas (their CPU is measured).
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..plugins import PluginRegistry
+from requestplane_core.plugin_api import PluginRegistry
 
 __all__ = ["observing_plugins"]
 
