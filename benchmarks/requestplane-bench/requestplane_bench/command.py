@@ -14,8 +14,7 @@ import anyio
 import attrs
 
 from requestplane_core import ConfigError, installed_transports
-from requestplane_core.config import ROUTE_MODES
-from requestplane_core.plugin_api import PluginRegistry
+from requestplane_core.plugin_api import ROUTE_MODES, PluginRegistry
 
 from .brokers import broker_for
 from .case import Case
