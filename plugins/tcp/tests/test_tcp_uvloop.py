@@ -18,6 +18,7 @@ from requestplane_core.testing import TransportConformance
 if importlib.util.find_spec("uvloop") is None:
     pytest.skip("uvloop is not installed", allow_module_level=True)
 
+from test_tcp_compat import *  # noqa: F403
 from test_tcp_deadlines import *  # noqa: F403
 from test_tcp_idle_timeout import *  # noqa: F403
 from test_tcp_large_frames import *  # noqa: F403
