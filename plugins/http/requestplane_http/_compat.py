@@ -1,4 +1,27 @@
-"""Repairs to hypercorn's HTTP/2 stream bookkeeping, applied before the server serves.
+"""Every reach into the private parts of the HTTP transport's dependencies, in one place.
+
+Each reach is guarded: should an installed version lack what it builds on, it is skipped
+with a warning (or h2's own public class is used instead), and the transport works as it
+would without it, with the problem it repairs back. Each dependency is pinned in
+pyproject.toml to the series tested here; :func:`missing_private_reaches` lists what the
+installed versions lack, and ``tests/test_http_compat.py`` fails on any of it, so that an
+upgrade fails loudly in the tests rather than silently bringing a bug back.
+
+What is reached, with the versions it was tested with:
+
+- hypercorn 0.18.0, ``hypercorn.protocol.h2.H2Protocol``: ``__init__``, ``handle`` and
+  ``_close_stream`` replaced; ``_handle_events``, ``_flush`` and the instance attributes
+  ``priority``, ``stream_buffers``, ``has_data``, ``task_group``, ``context``, ``closed``,
+  ``connection``, ``config`` used. [1]
+- hypercorn 0.18.0, ``hypercorn.protocol.h11.H11Protocol._send_h11_event``: wrapped. [2]
+- h2 4.4.1, ``h2.connection.H2Connection``: ``_local_settings_acked`` and
+  ``_receive_goaway_frame`` overridden, ``open_outbound_streams`` shadowed, its frame
+  buffer's ``incoming_buffer.max_frame_size`` set. [3]
+- priority 2.0.0: the exceptions of ``priority.priority``, which the tree that
+  ``stream_scheduler.py`` stands in for raises and hypercorn catches. [1]
+
+[1] Repairs to hypercorn's HTTP/2 stream bookkeeping (:func:`apply_hypercorn_fixes`),
+applied to hypercorn's class before the server serves, so process-wide.
 
 hypercorn keeps every HTTP/2 stream in a priority tree (for its send task) and a send buffer
 besides ``h2``'s own state. Three things go wrong with them:
@@ -30,17 +53,45 @@ for the streams not dropped yet. A connection whose client resets more streams t
 (ENHANCE_YOUR_CALM) and closed a second later, its remaining input unparsed; and a stream
 opened and reset within one read is never started (:mod:`.stillborn_streams`).
 
-Applied to hypercorn's class, so every hypercorn server in the process gets them. Should a
-hypercorn version lack what they build on, they are skipped with a warning (the transport
-then works as before, with the problems above).
+[2] HTTP/1.1 status lines with their reason phrase (``HTTP/1.1 200 OK``,
+:func:`apply_reason_phrases`). hypercorn hands ``h11`` its responses without a reason, and
+``h11`` writes the status line as ``HTTP/1.1 200 `` (the phrase is optional in RFC 9112, but
+clients such as h2load count every such response as failed). The standard phrase is filled
+in as the response goes to ``h11``; a status without one keeps the empty reason. Applied to
+hypercorn's HTTP/1.1 protocol class, process-wide.
+
+[3] The client's ``h2`` connection class (:func:`h2_connection_class`), with three changes:
+
+* ``h2`` treats every GOAWAY as the end of the connection and then refuses the frames of
+  streams the server is still answering. A graceful GOAWAY (NO_ERROR) only means "no new
+  streams": keep the connection open for the streams at or below its last stream id.
+* ``h2`` recounts every stream it knows on each new stream, to enforce the server's
+  concurrent stream limit; with many requests in flight that was the client's largest
+  single cost. ``H2Connection`` (h2_connection.py) enforces the limit itself
+  (``available``), so only every ``_RECOUNT``-th new stream pays for the recount, which is
+  also when ``h2`` drops its closed streams.
+* A raised MAX_FRAME_SIZE applies from the frame right after the server's ACK, not from
+  the next read (see ``_local_settings_acked``).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from typing import Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RESETS_PER_SECOND", "apply_hypercorn_fixes"]
+if TYPE_CHECKING:
+    import h2.connection
+
+__all__ = [
+    "RESETS_PER_SECOND",
+    "apply_hypercorn_fixes",
+    "apply_reason_phrases",
+    "h2_connection_class",
+    "missing_private_reaches",
+]
 
 log = logging.getLogger("requestplane.http")
 
@@ -50,6 +101,8 @@ _GOAWAY_LINGER = 1.0  # seconds a connection told to go away stays open, as Go's
 # The attribute of hypercorn's Config that carries max_resets_per_second to its connections.
 RESETS_PER_SECOND = "requestplane_max_resets_per_second"
 _applied = False
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+_phrases_applied = False
 
 
 def apply_hypercorn_fixes() -> None:
@@ -151,15 +204,177 @@ def apply_hypercorn_fixes() -> None:
             pass
         await self.has_data.set()
 
+    # What the reaches replace stays reachable, for missing_private_reaches() to inspect.
+    __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
     H2Protocol.__init__ = __init__  # type: ignore[method-assign]
     H2Protocol.handle = handle  # type: ignore[method-assign]
     H2Protocol._close_stream = _close_stream  # type: ignore[method-assign]
 
 
+def apply_reason_phrases() -> None:
+    global _phrases_applied
+    if _phrases_applied:
+        return
+    _phrases_applied = True
+    import h11
+    from hypercorn.protocol.h11 import H11Protocol
+
+    original_send = getattr(H11Protocol, "_send_h11_event", None)
+    if original_send is None:
+        log.warning("hypercorn %s: HTTP/1.1 reason phrases not added", _version())
+        return
+
+    async def _send_h11_event(self: Any, event: Any) -> None:
+        if isinstance(event, (h11.Response, h11.InformationalResponse)) and not event.reason:
+            phrase = _PHRASES.get(event.status_code)
+            if phrase:
+                event = type(event)(
+                    headers=event.headers, status_code=event.status_code, reason=phrase
+                )
+        await original_send(self, event)
+
+    H11Protocol._send_h11_event = _send_h11_event  # type: ignore[method-assign]
+
+
+@functools.cache
+def h2_connection_class() -> type[h2.connection.H2Connection]:
+    """The client's ``h2`` connection class: h2's own, changed as [3] of the module's
+    docstring says when this h2 has what the changes override."""
+    import h2.connection
+    import h2.errors
+    import h2.events
+    import h2.settings
+
+    if _missing_in_h2():
+        log.warning("h2 %s: graceful GOAWAY and cheap stream counting not applied", _h2_version())
+        return h2.connection.H2Connection
+
+    class GracefulH2Connection(h2.connection.H2Connection):
+        _RECOUNT = 64
+        _opened = 0
+
+        @property
+        def open_outbound_streams(self) -> int:
+            self._opened += 1
+            if self._opened >= self._RECOUNT:
+                self._opened = 0
+                return int(super().open_outbound_streams)
+            return 0
+
+        def _local_settings_acked(
+            self,
+        ) -> dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting]:
+            changes: dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting] = (
+                super()._local_settings_acked()
+            )
+            # h2 copies the frame size limit into its frame buffer once per receive_data()
+            # call, so the frames that arrive in the same read as the ACK were still held to
+            # the old 16 KiB limit although the server, having acknowledged MAX_FRAME_SIZE,
+            # may (and hypercorn does) send larger ones right behind it: "Received overlong
+            # frame" killed every stream on the connection. The new limit applies from the
+            # frame after the ACK.
+            self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+            return changes
+
+        def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+            if frame.error_code != 0:
+                result: tuple[list[Any], list[h2.events.Event]] = super()._receive_goaway_frame(
+                    frame
+                )
+                return result
+            event = h2.events.ConnectionTerminated()
+            event.error_code = h2.errors.ErrorCodes.NO_ERROR
+            event.last_stream_id = frame.last_stream_id
+            event.additional_data = frame.additional_data or None
+            return [], [event]
+
+    return GracefulH2Connection
+
+
+def missing_private_reaches() -> list[str]:
+    """What the reaches of this module look for and the installed versions lack (empty
+    when every repair applies)."""
+    from hypercorn.protocol.h2 import H2Protocol
+    from hypercorn.protocol.h11 import H11Protocol
+
+    missing = [
+        f"hypercorn H2Protocol.{name}"
+        for name in ("__init__", "handle", "_close_stream", "_handle_events", "_flush")
+        if not hasattr(H2Protocol, name)
+    ]
+    # Instance attributes: set in __init__, so looked for in its (unpatched) source.
+    init = _source(inspect.unwrap(H2Protocol.__init__))
+    missing += [
+        f"hypercorn H2Protocol().{name}"
+        for name in (
+            "priority",
+            "stream_buffers",
+            "has_data",
+            "task_group",
+            "context",
+            "closed",
+            "connection",
+            "config",
+        )
+        if f"self.{name}" not in init
+    ]
+    if not hasattr(H11Protocol, "_send_h11_event"):
+        missing.append("hypercorn H11Protocol._send_h11_event")
+    missing += _missing_in_h2()
+    import priority.priority
+
+    missing += [
+        f"priority.priority.{name}"
+        for name in (
+            "DeadlockError",
+            "DuplicateStreamError",
+            "MissingStreamError",
+            "PriorityError",
+            "PriorityLoop",
+            "PseudoStreamError",
+            "TooManyStreamsError",
+        )
+        if not hasattr(priority.priority, name)
+    ]
+    return missing
+
+
+def _missing_in_h2() -> list[str]:
+    import h2.connection
+    import h2.frame_buffer
+
+    conn = h2.connection.H2Connection
+    missing = [
+        f"h2 H2Connection.{name}"
+        for name in ("_local_settings_acked", "_receive_goaway_frame", "open_outbound_streams")
+        if not hasattr(conn, name)
+    ]
+    if "self.incoming_buffer" not in _source(conn.__init__):
+        missing.append("h2 H2Connection().incoming_buffer")
+    if "max_frame_size" not in _source(h2.frame_buffer.FrameBuffer.__init__):
+        missing.append("h2 FrameBuffer().max_frame_size")
+    return missing
+
+
+def _source(fn: Any) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+
+
 def _version() -> str:
+    return _distribution_version("hypercorn")
+
+
+def _h2_version() -> str:
+    return _distribution_version("h2")
+
+
+def _distribution_version(name: str) -> str:
     from importlib.metadata import version
 
     try:
-        return version("hypercorn")
+        return version(name)
     except Exception:
         return "?"
