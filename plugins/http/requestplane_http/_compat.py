@@ -14,6 +14,9 @@ What is reached, with the versions it was tested with:
   ``priority``, ``stream_buffers``, ``has_data``, ``task_group``, ``context``, ``closed``,
   ``connection``, ``config`` used. [1]
 - hypercorn 0.18.0, ``hypercorn.protocol.h11.H11Protocol._send_h11_event``: wrapped. [2]
+- hypercorn 0.18.0, ``TCPServer._read_data`` of ``hypercorn.asyncio.tcp_server`` and
+  ``hypercorn.trio.tcp_server``: wrapped; the server's ``writer`` (asyncio), ``stream``
+  (trio) and ``protocol`` used. [4]
 - h2 4.4.1, ``h2.connection.H2Connection``: ``_local_settings_acked`` and
   ``_receive_goaway_frame`` overridden, ``open_outbound_streams`` shadowed, its frame
   buffer's ``incoming_buffer.max_frame_size`` set. [3]
@@ -72,21 +75,38 @@ hypercorn's HTTP/1.1 protocol class, process-wide.
   also when ``h2`` drops its closed streams.
 * A raised MAX_FRAME_SIZE applies from the frame right after the server's ACK, not from
   the next read (see ``_local_settings_acked``).
+
+[4] A cancelled read closes the connection (:func:`apply_cancelled_read_fix`). When
+hypercorn stops (its graceful close timed out), it cancels every connection's task. The
+reader (``TCPServer._read_data``) tells the protocol that the connection is gone only when a
+read ends normally; cancelled, it leaves the protocol thinking the peer is still there. A
+handler's last write (shielded, see :class:`~.asgi_app._Responder`) that waits for flow
+control from a caller who stopped reading then waits for ever, the connection's task group
+never exits, and neither does the server (seen on trio: a caller holding an unread stream
+kept the server's process alive indefinitely). The repair: whatever ends the reader
+abnormally, close the socket and hand the protocol ``Closed`` (which wakes every writer),
+shielded and bounded, then let the cancellation go on. Applied to the class of each
+hypercorn backend present.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 if TYPE_CHECKING:
     import h2.connection
 
 __all__ = [
     "RESETS_PER_SECOND",
+    "apply_cancelled_read_fix",
     "apply_hypercorn_fixes",
     "apply_reason_phrases",
     "h2_connection_class",
@@ -103,6 +123,9 @@ RESETS_PER_SECOND = "requestplane_max_resets_per_second"
 _applied = False
 _PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 _phrases_applied = False
+_CLOSE_BOUND = 2.0  # seconds; closing a socket and a protocol takes microseconds when healthy
+_TCP_SERVER_MODULES = ("hypercorn.asyncio.tcp_server", "hypercorn.trio.tcp_server")
+_read_fix_applied = False
 
 
 def apply_hypercorn_fixes() -> None:
@@ -236,6 +259,52 @@ def apply_reason_phrases() -> None:
     H11Protocol._send_h11_event = _send_h11_event  # type: ignore[method-assign]
 
 
+def apply_cancelled_read_fix() -> None:
+    global _read_fix_applied
+    if _read_fix_applied:
+        return
+    _read_fix_applied = True
+    from hypercorn.events import Closed
+
+    for name in _TCP_SERVER_MODULES:
+        try:
+            server_class = importlib.import_module(name).TCPServer
+        except (ImportError, AttributeError):
+            continue  # the trio half needs trio, which is optional
+        original = getattr(server_class, "_read_data", None)
+        if original is None:
+            log.warning("hypercorn %s: %s has no _read_data; not repaired", _version(), name)
+            continue
+        server_class._read_data = _closing_on_exit(original, Closed)
+
+
+def _closing_on_exit(
+    original: Callable[[Any], Awaitable[None]], closed: type
+) -> Callable[[Any], Awaitable[None]]:
+    async def _read_data(self: Any) -> None:
+        try:
+            await original(self)
+        except BaseException:
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + _CLOSE_BOUND
+                await _close_socket(self)
+                await self.protocol.handle(closed())
+            raise
+
+    return _read_data
+
+
+async def _close_socket(server: Any) -> None:
+    writer = getattr(server, "writer", None)  # asyncio's TCPServer
+    try:
+        if writer is not None:
+            writer.close()
+        else:
+            await server.stream.aclose()  # trio's
+    except Exception:  # already closed or broken: what we wanted
+        pass
+
+
 @functools.cache
 def h2_connection_class() -> type[h2.connection.H2Connection]:
     """The client's ``h2`` connection class: h2's own, changed as [3] of the module's
@@ -320,6 +389,18 @@ def missing_private_reaches() -> list[str]:
     ]
     if not hasattr(H11Protocol, "_send_h11_event"):
         missing.append("hypercorn H11Protocol._send_h11_event")
+    for name in _TCP_SERVER_MODULES:
+        try:
+            server_class = importlib.import_module(name).TCPServer
+        except (ImportError, AttributeError):
+            missing.append(f"{name}.TCPServer")
+            continue
+        if not hasattr(server_class, "_read_data"):
+            missing.append(f"{name}.TCPServer._read_data")
+            continue
+        init = _source(server_class.__init__)
+        wanted = ("writer", "protocol") if ".asyncio." in name else ("stream", "protocol")
+        missing += [f"{name}.TCPServer().{attr}" for attr in wanted if f"self.{attr}" not in init]
     missing += _missing_in_h2()
     import priority.priority
 

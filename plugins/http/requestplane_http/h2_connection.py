@@ -259,6 +259,11 @@ class H2Connection:
         return self.error is None and not self.draining and len(self._exchanges) < self.max_streams
 
     @property
+    def free_streams(self) -> int:
+        """How many more requests the server allows on this connection now."""
+        return max(0, self.max_streams - len(self._exchanges))
+
+    @property
     def active(self) -> int:
         return len(self._exchanges)
 

@@ -8,6 +8,7 @@ import h2.connection
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 from requestplane_http._compat import (
+    apply_cancelled_read_fix,
     apply_hypercorn_fixes,
     apply_reason_phrases,
     h2_connection_class,
@@ -30,8 +31,14 @@ def test_the_client_uses_the_changed_h2_connection() -> None:
 
 
 def test_the_hypercorn_repairs_are_applied() -> None:
+    from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
+    from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
+
     apply_hypercorn_fixes()
     apply_reason_phrases()
+    apply_cancelled_read_fix()
+    for server_class in (AsyncioTCPServer, TrioTCPServer):
+        assert server_class._read_data.__module__ == "requestplane_http._compat"
     for patched in (H2Protocol.__init__, H2Protocol.handle, H2Protocol._close_stream):
         assert patched.__module__ == "requestplane_http._compat", patched
     assert H11Protocol._send_h11_event.__module__ == "requestplane_http._compat"
