@@ -14,10 +14,13 @@ from anyio.abc import TaskGroup
 
 from requestplane_core import Address, ConfigError, Dispatch, TransportServer
 
+from ._compat import (
+    RESETS_PER_SECOND,
+    apply_cancelled_read_fix,
+    apply_hypercorn_fixes,
+    apply_reason_phrases,
+)
 from .asgi_app import RpcApp
-from .cancelled_reads import apply_cancelled_read_fix
-from .hypercorn_fixes import RESETS_PER_SECOND, apply_hypercorn_fixes
-from .reason_phrase import apply_reason_phrases
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]

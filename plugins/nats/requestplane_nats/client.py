@@ -24,9 +24,9 @@ from requestplane_core import (
     TransportClient,
     Unavailable,
 )
+from requestplane_core.lowlevel import Primitives, primitives
 
 from . import wire
-from .backend_primitives import Primitives, primitives
 from .nats_link import NatsLink
 from .reply_inbox import Call, ReplyInbox
 from .settings import NatsSettings

@@ -31,6 +31,7 @@ from requestplane_core import (
     Unavailable,
     error_from_wire,
 )
+from requestplane_core.lowlevel import LoopTimers, TimerHandle, Waiter, loop_timers, waiter_factory
 
 from .connection import FrameConnection, body_bytes, close_quietly
 from .framing import (
@@ -51,10 +52,8 @@ from .framing import (
     frame_limits,
 )
 from .settings import TcpSettings
-from .timers import LoopTimers, TimerHandle, loop_timers
 from .tls import check_tls_settings, client_context, tls_failure
 from .tls_stream import tls_handshake
-from .waiter import Waiter, waiter_factory
 
 __all__ = ["TcpClient"]
 

@@ -25,6 +25,7 @@ from requestplane_core import (
     TransportServer,
     loop_clock,
 )
+from requestplane_core.lowlevel import RequestTasks, Spawn, cancel_scope_factory, request_tasks
 
 from .connection import FrameConnection, close_quietly
 from .framing import (
@@ -42,7 +43,6 @@ from .framing import (
     frame_limits,
     request_body_limit,
 )
-from .request_tasks import RequestTasks, Spawn, request_tasks
 from .settings import TcpSettings
 from .tls import check_tls_settings, server_context
 from .tls_stream import tls_handshake
@@ -92,9 +92,7 @@ class TcpServer(TransportServer):
         self._dispatcher = dispatcher
         self._answer_now = dispatcher.answer_now
         self._tg = task_group
-        # anyio.CancelScope() looks its backend up on every call; one scope per request
-        # makes that worth skipping by instantiating the backend's class directly.
-        self._new_scope = type(anyio.CancelScope())
+        self._new_scope = cancel_scope_factory()
         self._clock = loop_clock()
         host = self._settings.host
         try:

@@ -1,6 +1,7 @@
 """A one-shot wakeup for one waiting task, on the event loop's own primitives.
 
-Every call waits once for its answer, so the waiter is on the per-request path. anyio's
+Every call waits once for its answer (tcp's calls, nats's replies and stream credit), so the
+waiter is on the per-request path. anyio's
 ``Event`` wraps the backend's event, which keeps a list of waiters and builds a future (or
 parks in a parking lot) per wait; one known waiter needs none of that. ``wait()`` is
 cancellable like any await (the canceller's scope wins); ``set()`` is synchronous, may come

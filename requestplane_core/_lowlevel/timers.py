@@ -27,11 +27,11 @@ import anyio
 import sniffio
 from anyio.abc import TaskGroup
 
-from requestplane_core import loop_clock
+from ..clock import loop_clock
 
 __all__ = ["LoopTimers", "TimerHandle", "loop_timers"]
 
-log = logging.getLogger("requestplane.tcp")
+log = logging.getLogger("requestplane.lowlevel")
 
 
 class TimerHandle(Protocol):
@@ -90,7 +90,7 @@ class _TrioTimers(LoopTimers):
         self.disarmed = 0
         self._sleep: Any = None  # the timer task's scope while it sleeps: its deadline
         self._scope = anyio.CancelScope()
-        task_group.start_soon(self._run, name="requestplane-tcp timers")
+        task_group.start_soon(self._run, name="requestplane timers")
 
     def _call_at(self, when: float, fn: Callable[[], object]) -> _TrioTimer:
         timer = _TrioTimer(fn, self)
@@ -123,7 +123,7 @@ class _TrioTimers(LoopTimers):
                         try:
                             fn()
                         except Exception:  # a bug; it must not stop every other timer
-                            log.exception("requestplane-tcp: a timer callback failed")
+                            log.exception("requestplane: a timer callback failed")
                 with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as sleep:
                     self._sleep = sleep
                     await trio.sleep_forever()
