@@ -23,10 +23,10 @@ from contextlib import asynccontextmanager
 import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
+from requestplane_bench.emit import emit
+from requestplane_bench.processes import Child, open_child
 
 from requestplane_core import RequestPlane
-from requestplane_core.bench.emit import emit
-from requestplane_core.bench.processes import Child, open_child
 from requestplane_core.request import Request
 from requestplane_core.router import Router
 

@@ -19,14 +19,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
-
-from requestplane_core.bench.case import Case
-from requestplane_core.bench.cpu import CpuMeter
-from requestplane_core.bench.emit import emit
-from requestplane_core.bench.load import Call, LoadPlan, run_load
-from requestplane_core.bench.processes import open_child
-from requestplane_core.bench.record import make_record
-from requestplane_core.bench.rss import peak_rss_kib
+from requestplane_bench.case import Case
+from requestplane_bench.cpu import CpuMeter
+from requestplane_bench.emit import emit
+from requestplane_bench.load import Call, LoadPlan, run_load
+from requestplane_bench.processes import open_child
+from requestplane_bench.record import make_record
+from requestplane_bench.rss import peak_rss_kib
 
 Serve = Callable[[argparse.Namespace], AbstractAsyncContextManager[str]]
 Connect = Callable[[argparse.Namespace, str], AbstractAsyncContextManager[Call]]

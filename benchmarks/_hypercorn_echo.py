@@ -1,6 +1,6 @@
 """A bare hypercorn echo server (POST any path, the body comes back): the naive HTTP baseline.
 
-``benchmarks/httpx_hypercorn.py`` measures httpx against it, and ``plugins/http/bench_client.py``
+``benchmarks/httpx_hypercorn.py`` measures httpx against it, and ``benchmarks/http_bench_client.py``
 measures httpx and the requestplane HTTP client against it, so both compare with the same
 server.
 """
@@ -14,8 +14,7 @@ from typing import Any
 import anyio
 import sniffio
 from hypercorn.config import Config
-
-from requestplane_core.bench.ports import free_port
+from requestplane_bench.ports import free_port
 
 __all__ = ["echo_app", "serve_echo"]
 

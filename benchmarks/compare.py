@@ -25,9 +25,9 @@ from typing import Any
 
 import anyio
 import attrs
+from requestplane_bench.brokers import embedded_brokers
+from requestplane_bench.observers import observing_plugins
 
-from requestplane_core.bench.nats_server import embedded_nats_server
-from requestplane_core.bench.observers import observing_plugins
 from requestplane_core.manager import installed_transports
 
 HERE = Path(__file__).resolve().parent
@@ -437,6 +437,10 @@ def _append(path: str, record: Record) -> None:
         out.write(json.dumps(record) + "\n")
 
 
+def _note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 async def main(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     entries = [e for name in args.scenario for e in SCENARIOS[name](args)]
@@ -449,9 +453,11 @@ async def main(args: argparse.Namespace) -> int:
     if _observers():
         denied = [env.get("REQUESTPLANE_DISABLE_PLUGINS", ""), *_observers()]
         plain["REQUESTPLANE_DISABLE_PLUGINS"] = ",".join(d for d in denied if d)
-    async with embedded_nats_server() as url:
-        env.setdefault("REQUESTPLANE_NATS_URL", url)
-        plain.setdefault("REQUESTPLANE_NATS_URL", url)
+    # The brokers the transports need (a nats-server), offered by their plugins.
+    async with embedded_brokers(installed_transports(), _transports(), env, _note) as brokers:
+        started = {name: value for name, value in brokers.items() if env.get(name) != value}
+        env.update(started)
+        plain.update(started)
         for round_ in range(args.rounds):
             for i, entry in enumerate(entries, 1):
                 argv = list(entry.argv)

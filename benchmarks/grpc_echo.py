@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 from _harness import peer_main
-
-from requestplane_core.bench.load import Call
+from requestplane_bench.load import Call
 
 METHOD = "/bench.Echo/Echo"
 

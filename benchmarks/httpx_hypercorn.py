@@ -6,7 +6,7 @@ connection).
 
 ``--http1`` uses HTTP/1.1 with a pool of one connection per concurrent request instead
 (httpx's HTTP/2 client slows down as more requests share its connection). The server is
-``_hypercorn_echo.py``, the one ``plugins/http/bench_client.py`` measures against too.
+``_hypercorn_echo.py``, the one ``benchmarks/http_bench_client.py`` measures against too.
 
     python benchmarks/httpx_hypercorn.py [--http1] [--table]
 """
@@ -21,8 +21,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import httpx
 from _harness import peer_main
 from _hypercorn_echo import serve_echo
-
-from requestplane_core.bench.load import Call
+from requestplane_bench.load import Call
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import nats
 from _harness import peer_main
-
-from requestplane_core.bench.load import Call
-from requestplane_core.bench.nats_server import embedded_nats_server
+from requestplane_bench.load import Call
+from requestplane_nats import NatsServerProcess
 
 SUBJECT = "bench.echo"
 
@@ -32,8 +32,11 @@ async def _around(args: argparse.Namespace) -> AsyncIterator[list[str]]:
     if args.url:
         yield []
         return
-    async with embedded_nats_server() as url:
-        yield ["--url", url]
+    server = NatsServerProcess()
+    try:
+        yield ["--url", await anyio.to_thread.run_sync(server.start)]
+    finally:
+        await anyio.to_thread.run_sync(server.close)
 
 
 @asynccontextmanager

@@ -49,7 +49,7 @@ SYSCALLS = (
 )
 
 LAYERS = (
-    ("requestplane_core/bench", "bench load loop"),
+    ("requestplane_bench", "bench load loop"),
     ("requestplane_core", "requestplane core (dispatch, manager)"),
     ("requestplane_tcp", "tcp transport"),
     ("requestplane_http", "http transport"),
@@ -120,7 +120,7 @@ def _role(process: str) -> str | None:
     if match is None:
         return None
     what = match.group(1).rsplit("/", 1)[-1]
-    if what == "requestplane_core.bench":
+    if what == "requestplane_bench":
         what = process.split('"mode":"', 1)[-1].split('"', 1)[0]
     return f"{match.group(2)} {what}"
 

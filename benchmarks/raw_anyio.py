@@ -30,8 +30,7 @@ from _harness import peer_main
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.memory import MemoryObjectSendStream
-
-from requestplane_core.bench.load import Call
+from requestplane_bench.load import Call
 
 
 def _options(parser: argparse.ArgumentParser) -> None:

@@ -20,8 +20,7 @@ from contextlib import asynccontextmanager
 
 from _frames import CHUNK, END, HEAD, RESPONSE, STREAM, STREAM_REQUEST, UNARY
 from _harness import peer_main
-
-from requestplane_core.bench.load import Call
+from requestplane_bench.load import Call
 
 _tasks: set[asyncio.Task[None]] = set()
 

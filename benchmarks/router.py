@@ -42,12 +42,12 @@ from typing import Any
 
 import anyio
 from _fleet import Fleet, fleet, listed
+from requestplane_bench.cpu import CpuMeter
+from requestplane_bench.fleet import SpreadMeter, spread
+from requestplane_bench.load import Call, LoadPlan, run_load
 
 from requestplane_core import RequestPlane
 from requestplane_core.address import Address
-from requestplane_core.bench.cpu import CpuMeter
-from requestplane_core.bench.fleet import SpreadMeter, spread
-from requestplane_core.bench.load import Call, LoadPlan, run_load
 from requestplane_core.plugin_api import PluginRegistry, RequestEvent, hookimpl, load_plugins
 from requestplane_core.router import Router
 

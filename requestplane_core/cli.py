@@ -4,7 +4,6 @@ endpoints, list the live instances of a name, call an address or a name."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import signal
 import sys
@@ -17,6 +16,7 @@ from typing import Any, TextIO
 import anyio
 
 from .address import Address
+from .commands import add_command_plugins
 from .config import ROUTE_MODES, discovery_env_prefix, transport_env_prefix
 from .demo import DEMO_ENDPOINTS
 from .discovery import Added, Instance, Removed, Snapshot, WatchEvent
@@ -195,9 +195,8 @@ def _file_bytes(path: str) -> bytes:
 
 
 def _mode_for(address: Address) -> str:
-    """The transport whose client speaks ``address``'s scheme (``http`` for ``https``...)."""
-    if address.scheme in {"tcp", "http", "nats"}:
-        return address.scheme
+    """The transport whose client speaks ``address``'s scheme (``http`` for ``https``...):
+    the one whose spec lists it in ``address_schemes``, else the transport named like it."""
     for name, loaded in installed_transports().transports.items():
         if address.scheme in loaded.spec.address_schemes:
             return name
@@ -322,7 +321,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="requestplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -365,14 +364,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="asyncio")
     p.set_defaults(run_async=_instances)
 
-    try:
-        bench = importlib.import_module(f"{__package__}.bench")
-    except ModuleNotFoundError:
-        pass  # the benchmark command lands separately
-    else:
-        p = sub.add_parser("bench", help=bench.__doc__.splitlines()[0] if bench.__doc__ else "")
-        bench.add_arguments(p)
-        p.set_defaults(run=bench.run)
+    # Other distributions' subcommands (requestplane-bench's ``bench``): see commands.py.
+    add_command_plugins(sub, argv, builtin=set(sub.choices))
     return parser
 
 
@@ -409,7 +402,8 @@ _python_show_warning = warnings.showwarning
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     try:
         if hasattr(args, "run_async"):
             runner: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.run_async

@@ -19,6 +19,7 @@ A plugin module implements them with :data:`hookimpl` and registers itself throu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -34,6 +35,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "requestplane_discovery_backends",
+    "requestplane_embedded_broker",
     "requestplane_request_finished",
     "requestplane_request_started",
     "requestplane_server_started",
@@ -68,6 +70,29 @@ def requestplane_discovery_backends() -> Iterable[DiscoverySpec[object]]:
     provided twice is a :class:`ConfigError` naming both providers. Register the plugin
     module under the ``requestplane.discovery`` entry point group (or the transports' group,
     when one module provides both). The spec's factory must not do I/O.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def requestplane_embedded_broker(
+    transport: str, environ: Mapping[str, str]
+) -> AbstractAsyncContextManager[Mapping[str, str]] | None:
+    """Offer to start the broker ``transport`` needs to serve on its defaults, for a run.
+
+    A transport that needs a service of its own to carry requests (NATS needs a nats-server)
+    offers one here, for tools that run it on loopback with no configuration: ``requestplane
+    bench`` (requestplane-bench) enters the returned async context manager for the length of
+    the run; it starts the broker, yields the environment variables that point servers and
+    clients of ``transport`` at it (``{"REQUESTPLANE_NATS_URL": "nats://127.0.0.1:4321"}``),
+    and stops the broker on exit.
+
+    Called on every plugin, with the transport's name and the environment the run would use:
+    return ``None`` for a transport this plugin does not provide, or when ``environ`` already
+    points it at a broker. Raise :class:`ConfigError` saying how to get one when a broker is
+    needed and cannot be started (a tool skips the transport with that message). Like the
+    other hooks it must not do I/O itself, beyond looking for a binary: the context manager
+    does the starting.
     """
     raise NotImplementedError
 

@@ -11,7 +11,7 @@ observing plugin implements, declares and uses. Applications need none of it; th
 """
 
 from .clock import loop_clock
-from .config import CoreSettings, discovery_env_prefix, transport_env_prefix
+from .config import ROUTE_MODES, CoreSettings, discovery_env_prefix, transport_env_prefix
 from .discovery import (
     DiscoveryBackend,
     DiscoverySpec,
@@ -59,6 +59,7 @@ from .validators import (
 )
 
 __all__ = [
+    "ROUTE_MODES",
     "Capabilities",
     "ClientStats",
     "CoreSettings",

@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def packages() -> list[str]:
     found = [str(ROOT / "requestplane_core")]
     for pyproject in sorted(
-        [*ROOT.glob("plugins/*/pyproject.toml"), *ROOT.glob("examples/*/pyproject.toml")]
+        [
+            *ROOT.glob("plugins/*/pyproject.toml"),
+            *ROOT.glob("examples/*/pyproject.toml"),
+            *ROOT.glob("benchmarks/*/pyproject.toml"),
+        ]
     ):
         found += [str(p.parent) for p in pyproject.parent.glob("requestplane_*/__init__.py")]
     return found

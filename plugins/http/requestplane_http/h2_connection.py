@@ -31,6 +31,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
+from ._compat import h2_connection_class
 from .errors import PLAINTEXT_TO_TLS, describe_io_error
 from .exchange import Exchange, RetryElsewhere
 
@@ -57,54 +58,7 @@ _CONFIG = h2.config.H2Configuration(
     validate_inbound_headers=False,
     normalize_inbound_headers=False,
 )
-
-
-class _GracefulH2(h2.connection.H2Connection):
-    """``h2`` with three client-side changes.
-
-    * ``h2`` treats every GOAWAY as the end of the connection and then refuses the frames of
-      streams the server is still answering. A graceful GOAWAY (NO_ERROR) only means "no new
-      streams": keep the connection open for the streams at or below its last stream id.
-    * ``h2`` recounts every stream it knows on each new stream, to enforce the server's
-      concurrent stream limit; with many requests in flight that was the client's largest
-      single cost. :class:`H2Connection` enforces the limit itself (``available``), so only
-      every ``_RECOUNT``-th new stream pays for the recount, which is also when ``h2`` drops
-      its closed streams.
-    * A raised MAX_FRAME_SIZE applies from the frame right after the server's ACK, not from
-      the next read (see ``_local_settings_acked``).
-    """
-
-    _RECOUNT = 64
-    _opened = 0
-
-    @property
-    def open_outbound_streams(self) -> int:
-        self._opened += 1
-        if self._opened >= self._RECOUNT:
-            self._opened = 0
-            return super().open_outbound_streams
-        return 0
-
-    def _local_settings_acked(
-        self,
-    ) -> dict[h2.settings.SettingCodes | int, h2.settings.ChangedSetting]:
-        changes = super()._local_settings_acked()
-        # h2 copies the frame size limit into its frame buffer once per receive_data() call,
-        # so the frames that arrive in the same read as the ACK were still held to the old
-        # 16 KiB limit although the server, having acknowledged MAX_FRAME_SIZE, may (and
-        # hypercorn does) send larger ones right behind it: "Received overlong frame" killed
-        # every stream on the connection. The new limit applies from the frame after the ACK.
-        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
-        return changes
-
-    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
-        if frame.error_code != 0:
-            return super()._receive_goaway_frame(frame)
-        event = h2.events.ConnectionTerminated()
-        event.error_code = h2.errors.ErrorCodes.NO_ERROR
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
+_H2 = h2_connection_class()
 
 
 class H2Exchange(Exchange):
@@ -259,7 +213,7 @@ class H2Connection:
         self._stream = stream
         self._tls = tls
         self.origin = origin
-        self.h2 = _GracefulH2(config=_CONFIG)
+        self.h2 = _H2(config=_CONFIG)
         self._exchanges: dict[int, H2Exchange] = {}
         # Exchanges whose request body waits for flow control window, oldest first: a window
         # update serves these, not a scan of every exchange (thousands at high concurrency).
@@ -303,6 +257,11 @@ class H2Connection:
     def available(self) -> bool:
         """Whether a new request may go on this connection now."""
         return self.error is None and not self.draining and len(self._exchanges) < self.max_streams
+
+    @property
+    def free_streams(self) -> int:
+        """How many more requests the server allows on this connection now."""
+        return max(0, self.max_streams - len(self._exchanges))
 
     @property
     def active(self) -> int:

@@ -19,6 +19,7 @@ from requestplane_core import (
     error_from_wire,
 )
 
+from .capacity import Capacity
 from .errors import REFUSED_AFTER_HANDSHAKE, describe_io_error
 from .h1_connection import H1Connection
 from .h2_connection import H2Connection
@@ -62,7 +63,7 @@ class OriginPool:
         self._task_group = task_group
         self._h2: list[H2Connection] = []
         self._connecting: _Attempt | None = None
-        self._capacity: anyio.Event | None = None
+        self._capacity = Capacity()
         self._h1_idle: list[H1Connection] = []
         self._h1_active: set[H1Connection] = set()
         self._closed: RequestPlaneError | None = None
@@ -71,6 +72,7 @@ class OriginPool:
 
     async def h2(self) -> H2Connection:
         """A connection with room for one more request, opening one if needed."""
+        waited = False
         while True:
             if self._closed is not None:
                 raise error_from_wire(self._closed.code, self._closed.message)
@@ -95,9 +97,8 @@ class OriginPool:
                 elif sum(not c.draining for c in self._h2) < self._max_connections:
                     await self._connect_h2()
                 else:
-                    if self._capacity is None:
-                        self._capacity = anyio.Event()
-                    await self._capacity.wait()
+                    await self._capacity.wait(again=waited)
+                    waited = True
 
     async def _connect_h2(self) -> None:
         attempt = self._connecting = _Attempt()
@@ -131,10 +132,10 @@ class OriginPool:
         if conn.error is not None and conn in self._h2:
             self._h2.remove(conn)
             self._stats.open_connections -= 1
-        capacity = self._capacity
-        if capacity is not None and (conn.available or conn.error is not None or conn.draining):
-            self._capacity = None
-            capacity.set()
+        if conn.error is not None or conn.draining:
+            self._capacity.wake_all()  # to connect again, or to learn why they cannot
+        elif conn.available:
+            self._capacity.wake(conn.free_streams)
 
     # -- HTTP/1.1 --------------------------------------------------------------------------
 
@@ -215,7 +216,4 @@ class OriginPool:
         with anyio.move_on_after(5, shield=True):
             for conn in conns:
                 await conn.wait_closed()
-        capacity = self._capacity
-        if capacity is not None:
-            self._capacity = None
-            capacity.set()
+        self._capacity.wake_all()

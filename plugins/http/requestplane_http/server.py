@@ -14,9 +14,13 @@ from anyio.abc import TaskGroup
 
 from requestplane_core import Address, ConfigError, Dispatch, TransportServer
 
+from ._compat import (
+    RESETS_PER_SECOND,
+    apply_cancelled_read_fix,
+    apply_hypercorn_fixes,
+    apply_reason_phrases,
+)
 from .asgi_app import RpcApp
-from .hypercorn_fixes import RESETS_PER_SECOND, apply_hypercorn_fixes
-from .reason_phrase import apply_reason_phrases
 from .settings import HttpSettings
 
 __all__ = ["HttpServer"]
@@ -35,6 +39,9 @@ _hypercorn_log.setLevel(logging.WARNING)
 _UNLIMITED_REQUESTS = 2**62
 _BACKLOG = 1024
 _GRACEFUL_TIMEOUT = 5.0  # after the dispatcher drained there is only flushing left
+# How long past hypercorn's own graceful close aclose() waits before cancelling the serve task:
+# a backstop, should a hypercorn connection never finish (aclose must return).
+_STOP_BACKSTOP = _GRACEFUL_TIMEOUT + 5.0
 
 
 class HttpServer(TransportServer):
@@ -44,6 +51,7 @@ class HttpServer(TransportServer):
         self._port = 0
         self._stop = anyio.Event()
         self._stopped = anyio.Event()
+        self._serving = anyio.CancelScope()
         self._started = False
         self._advertise = settings.advertise_host or _advertised_host(settings.host)
 
@@ -51,6 +59,7 @@ class HttpServer(TransportServer):
         settings = self._settings
         config = _hypercorn_config(settings)  # first: it checks the TLS files
         apply_hypercorn_fixes()
+        apply_cancelled_read_fix()
         apply_reason_phrases()
         app = RpcApp(dispatcher, settings.root_path, settings.max_message_size)
         sock = _bind(settings.host, settings.port)
@@ -68,13 +77,16 @@ class HttpServer(TransportServer):
         sockets = Sockets([sock], [], []) if self._settings.tls else Sockets([], [sock], [])
         wrapped = ASGIWrapper(app)  # type: ignore[arg-type]
         try:
-            # hypercorn can die of an error in one connection (on trio it takes the whole
-            # server down); serve again on the same socket rather than stay silently dead.
-            while not self._stop.is_set() and sock.fileno() != -1:
-                try:
-                    await _worker_serve(wrapped, config, sockets, self._stop.wait)
-                except Exception:
-                    log.exception("the HTTP server on port %d failed; serving again", self._port)
+            with self._serving:
+                # hypercorn can die of an error in one connection (on trio it takes the whole
+                # server down); serve again on the same socket rather than stay silently dead.
+                while not self._stop.is_set() and sock.fileno() != -1:
+                    try:
+                        await _worker_serve(wrapped, config, sockets, self._stop.wait)
+                    except Exception:
+                        log.exception(
+                            "the HTTP server on port %d failed; serving again", self._port
+                        )
         finally:
             sock.close()
             self._stopped.set()
@@ -89,6 +101,15 @@ class HttpServer(TransportServer):
         if not self._started:
             return
         self._stop.set()
+        with anyio.move_on_after(_STOP_BACKSTOP):
+            await self._stopped.wait()
+            return
+        log.warning(
+            "the HTTP server on port %d did not stop within %.0f s; cancelling its connections",
+            self._port,
+            _STOP_BACKSTOP,
+        )
+        self._serving.cancel()
         await self._stopped.wait()
 
     def health_details(self) -> Mapping[str, Any]:

@@ -1,6 +1,6 @@
 """What hypercorn left behind when HTTP/2 streams end abnormally, and the streams-per-connection
 limit: many cancelled calls, a client that goes away while handlers are blocked writing, and
-a connection kept at its concurrent stream limit (see requestplane_http/hypercorn_fixes.py)."""
+a connection kept at its concurrent stream limit (see requestplane_http/_compat.py)."""
 
 from __future__ import annotations
 

@@ -24,10 +24,10 @@ from requestplane_core import (
     PayloadTooLarge,
     Unavailable,
 )
+from requestplane_core.lowlevel import Primitives, primitives
 from requestplane_core.plugin_api import ExchangeClient
 
 from . import wire
-from .backend_primitives import Primitives, primitives
 from .nats_link import NatsLink
 from .reply_inbox import Call, ReplyInbox
 from .reply_stream import ReplyStream

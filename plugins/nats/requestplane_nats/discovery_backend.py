@@ -55,6 +55,7 @@ from requestplane_core.plugin_api import (
     validate_name,
 )
 
+from ._compat import server_uses_tls
 from .discovery_settings import ENV_PREFIX, NatsDiscoverySettings
 from .loop_bridge import LoopBridge, open_bridge
 from .nats_link import safe_url
@@ -154,13 +155,6 @@ def _tls_context(settings: NatsDiscoverySettings) -> ssl.SSLContext | None:
             f"{ENV_PREFIX}TLS_CA / TLS_CERT / TLS_KEY cannot be used: {exc}"
         ) from None
     return context
-
-
-def _server_uses_tls(nc: Client) -> bool:
-    # nats-py upgrades to TLS only when the server asks for it and says so nowhere public;
-    # the server's INFO it keeps is the one record (as in nats_link).
-    info = getattr(nc, "_server_info", None)
-    return bool(isinstance(info, dict) and info.get("tls_required"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -284,7 +278,7 @@ class NatsDiscovery(DiscoveryBackend):
                     errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
-                if tls is not None and not _server_uses_tls(nc):
+                if tls is not None and not server_uses_tls(nc):
                     await bridge.run(_close_quietly, nc)
                     raise ProtocolError(
                         f"TLS is configured but the NATS discovery store at {safe_url(url)} "

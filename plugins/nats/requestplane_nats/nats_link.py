@@ -1,7 +1,8 @@
 """One nats-py connection, seen from the anyio side through a :class:`LoopBridge`.
 
-This is the only module that touches nats-py's API; the server and the client speak to a
-:class:`NatsLink` and never see a nats object (nor does anything outside this package).
+This is the only module that touches nats-py's API (its private parts through
+``_compat.py``); the server and the client speak to a :class:`NatsLink` and never see a
+nats object (nor does anything outside this package).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from requestplane_core import (
     Unavailable,
 )
 
+from ._compat import retire_subscription, server_uses_tls
 from .loop_bridge import LoopBridge, NativeBridge, ThreadBridge, open_bridge
 from .settings import NatsSettings
 
@@ -41,10 +43,6 @@ log = logging.getLogger("requestplane.nats")
 
 _DRAIN_TIMEOUT = 5.0
 _LINGER = 0.05
-# nats-py's own Subscription.drain, minus the race (see NatsLink.unsubscribe), needs these.
-_HAS_SUB_INTERNALS = all(hasattr(Subscription, name) for name in ("_stop_processing",)) and all(
-    hasattr(Client, name) for name in ("_send_unsubscribe", "_remove_sub")
-)
 
 
 def safe_url(url: str) -> str:
@@ -115,7 +113,7 @@ class NatsLink:
                     errors.append(f"{safe_url(url)}: {_reason(cause)}")
                     await bridge.run(nc.close)
                     continue
-                if tls is not None and not _server_uses_tls(nc):
+                if tls is not None and not server_uses_tls(nc):
                     await bridge.run(nc.close)
                     raise ProtocolError(
                         f"TLS is configured but the NATS server at {safe_url(url)} does not "
@@ -267,18 +265,8 @@ class NatsLink:
         await asyncio.gather(*(self._retire(sub) for sub in subs))
 
     async def _retire(self, sub: Subscription) -> None:
-        nc = self._nc
         try:
-            if not _HAS_SUB_INTERNALS:
-                await asyncio.wait_for(sub.drain(), _DRAIN_TIMEOUT)  # type: ignore[no-untyped-call]
-                return
-            await nc._send_unsubscribe(sub._id)
-            await nc.flush(timeout=_DRAIN_TIMEOUT)  # type: ignore[arg-type]
-            await asyncio.sleep(_LINGER)
-            await asyncio.wait_for(sub._pending_queue.join(), _DRAIN_TIMEOUT)
-            sub._stop_processing()
-            nc._remove_sub(sub._id)
-            sub._closed = True
+            await retire_subscription(self._nc, sub, _LINGER, _DRAIN_TIMEOUT)
         except (NatsError, TimeoutError) as exc:  # e.g. reconnecting: no round trip now
             log.debug("nats: retiring a subscription failed (%r); unsubscribing", exc)
             try:
@@ -379,13 +367,6 @@ class NatsLink:
             # The connection broke while closing (the nats-server went first): it is closed
             # either way, which is all a close is for.
             log.debug("nats: the connection broke while closing: %r", exc)
-
-
-def _server_uses_tls(nc: Client) -> bool:
-    # nats-py upgrades to TLS only when the server asks for it, and says so nowhere public;
-    # its INFO (kept in _server_info) is the one record.
-    info = getattr(nc, "_server_info", None)
-    return bool(isinstance(info, dict) and info.get("tls_required"))
 
 
 def _is_auth_error(exc: BaseException) -> bool:

@@ -11,9 +11,10 @@ from requestplane_core import (
     hookimpl,
 )
 
+from .embedded_broker import requestplane_embedded_broker
 from .settings import NatsSettings
 
-__all__ = ["requestplane_transports"]
+__all__ = ["requestplane_embedded_broker", "requestplane_transports"]
 
 
 def _make_server(settings: NatsSettings) -> TransportServer:

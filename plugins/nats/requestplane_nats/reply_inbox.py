@@ -20,9 +20,9 @@ from requestplane_core import (
     ProtocolError,
     RequestPlaneError,
 )
+from requestplane_core.lowlevel import Waiter
 
 from . import wire
-from .backend_primitives import Waiter
 from .nats_link import Msg, NatsLink
 
 __all__ = ["Call", "ReplyInbox"]

@@ -16,9 +16,9 @@ from typing import Any
 from anyio.lowlevel import checkpoint
 
 from requestplane_core import ConnectionLost, PayloadTooLarge, RequestPlaneError
+from requestplane_core.lowlevel import Waiter
 
 from . import wire
-from .backend_primitives import Waiter
 from .nats_link import NatsLink
 
 __all__ = ["Responder"]

@@ -27,9 +27,9 @@ from requestplane_core import (
     Request,
     TransportServer,
 )
+from requestplane_core.lowlevel import Spawner, Waiter, cancel_scope_factory, primitives
 
 from . import wire
-from .backend_primitives import Spawner, Waiter, cancel_scope_factory, primitives
 from .nats_link import Msg, NatsLink, Subscription, safe_url
 from .nats_server import NatsServerError, NatsServerProcess
 from .request_upload import IDLE, Uploads

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from requestplane_core import DeadlineExceeded
+from requestplane_core.lowlevel import TimerHandle, Waiter
 
 from .call_errors import ErrorFactory, response_too_large
-from .timers import TimerHandle
-from .waiter import Waiter
 
 if TYPE_CHECKING:
     from .client_connection import ClientConnection

@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from requestplane_core import Address, DeadlineExceeded, RequestPlaneError
+from requestplane_core.lowlevel import LoopTimers, loop_timers
 from requestplane_core.plugin_api import ExchangeClient
 
 from .call_states import StreamState, UnaryState
@@ -24,7 +25,6 @@ from .framing import CHUNK, END, ERROR, METADATA_LIMIT, RESPONSE, encode_request
 from .settings import TcpSettings
 from .stream_exchange import StreamExchange
 from .target import Target, parse_target
-from .timers import LoopTimers, loop_timers
 from .tls import check_tls_settings, client_context
 
 __all__ = ["TcpClient"]

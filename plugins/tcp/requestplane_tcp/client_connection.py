@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 
 from requestplane_core import RequestPlaneError, error_from_wire
+from requestplane_core.lowlevel import waiter_factory
 
 from .call_errors import ErrorFactory, too_large_factory
 from .call_states import CallState
@@ -21,7 +22,6 @@ from .framing import (
     FrameError,
     decode_error,
 )
-from .waiter import waiter_factory
 
 __all__ = ["ClientConnection"]
 

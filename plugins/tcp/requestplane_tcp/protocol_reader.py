@@ -14,11 +14,10 @@ answered while parsing (and the dispatcher's ``anyio.current_time()``) would fai
 anyio's stream stays in charge of writing and closing: the protocol passes the write-side
 callbacks and ``connection_lost`` on to anyio's protocol, so ``send()`` keeps its
 backpressure and its errors, and anyio's protocol is put back when the reader ends. The
-switch relies on private attributes of anyio's asyncio ``SocketStream`` (``_transport``,
-``_protocol``, and its protocol's ``read_queue``, ``read_event``, ``is_at_eof``,
-``exception``); anything unexpected (TLS, another stream class, a transport that is already
+switch relies on private attributes of anyio's asyncio ``SocketStream``, all reached through
+``_compat.py``; anything unexpected (TLS, another stream class, a transport that is already
 closing, a future anyio without these) gets ``None``, and the connection is read with
-``receive()`` as on trio: slower, never wrong. A test notices if that starts happening.
+``receive()`` as on trio: slower, never wrong. Tests notice if that starts happening.
 """
 
 from __future__ import annotations
@@ -30,6 +29,14 @@ from typing import Any
 
 import anyio
 from anyio.abc import ByteStream
+
+from ._compat import (
+    asyncio_stream_parts,
+    closed_by_anyio,
+    protocol_error,
+    unread_from_protocol,
+    unread_to_protocol,
+)
 
 __all__ = ["FeedProtocol", "ProtocolSource", "protocol_source", "read_through_protocol"]
 
@@ -89,32 +96,10 @@ class ProtocolSource:
 
 def protocol_source(stream: ByteStream) -> ProtocolSource | None:
     """A :class:`ProtocolSource` if ``stream`` is anyio's plain, open asyncio TCP stream."""
-    cls = type(stream)
-    if cls.__name__ != "SocketStream" or cls.__module__ != "anyio._backends._asyncio":
+    parts = asyncio_stream_parts(stream)
+    if parts is None:
         return None
-    transport: Any = getattr(stream, "_transport", None)
-    original: Any = getattr(stream, "_protocol", None)
-    try:
-        # Duck-typed: uvloop's transports are not asyncio.Transport subclasses.
-        if transport.get_protocol() is not original:
-            return None
-        if transport.get_extra_info("sslcontext") is not None or transport.is_closing():
-            return None
-        for name in ("set_protocol", "pause_reading", "resume_reading"):
-            getattr(transport, name)
-        if not isinstance(original.read_queue, deque):
-            return None
-        for name in ("is_set", "set", "clear"):
-            getattr(original.read_event, name)
-        for name in ("eof_received", "connection_lost", "pause_writing", "resume_writing"):
-            getattr(original, name)
-        if original.is_at_eof or original.exception is not None:
-            return None  # let receive() report it as it always does
-        if getattr(stream, "_closed", None) is not False:
-            return None
-    except AttributeError:
-        return None
-    return ProtocolSource(stream, transport, original)
+    return ProtocolSource(stream, parts.transport, parts.protocol)
 
 
 async def read_through_protocol(
@@ -134,9 +119,7 @@ async def read_through_protocol(
     protocol = FeedProtocol(original)
     queue = protocol.queue
     # What anyio read and did not hand out comes first.
-    queue.extend(original.read_queue)
-    original.read_queue.clear()
-    original.read_event.clear()
+    queue.extend(unread_from_protocol(original))
     transport.set_protocol(protocol)
     try:
         transport.resume_reading()
@@ -161,11 +144,11 @@ async def read_through_protocol(
         protocol.wakeup = None
         transport.set_protocol(original)
         if queue:  # only when feeding failed: the connection is being dropped anyway
-            original.read_queue.extend(queue)
-            original.read_event.set()
+            unread_to_protocol(original, queue)
         if not transport.is_closing():
             transport.pause_reading()
-    if getattr(source.stream, "_closed", False):
+    if closed_by_anyio(source.stream):
         raise anyio.ClosedResourceError
-    if original.exception is not None:
-        raise anyio.BrokenResourceError from original.exception
+    error = protocol_error(original)
+    if error is not None:
+        raise anyio.BrokenResourceError from error

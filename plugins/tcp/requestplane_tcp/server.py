@@ -25,6 +25,7 @@ from requestplane_core import (
     TransportServer,
     loop_clock,
 )
+from requestplane_core.lowlevel import RequestTasks, Spawn, cancel_scope_factory, request_tasks
 
 from .connection import FrameConnection, close_quietly
 from .framing import (
@@ -42,7 +43,6 @@ from .framing import (
     frame_limits,
     request_body_limit,
 )
-from .request_tasks import RequestTasks, Spawn, request_tasks
 from .settings import TcpSettings
 from .tls import check_tls_settings, server_context
 from .tls_stream import tls_handshake
@@ -92,9 +92,7 @@ class TcpServer(TransportServer):
         self._dispatcher = dispatcher
         self._answer_now = dispatcher.answer_now
         self._tg = task_group
-        # anyio.CancelScope() looks its backend up on every call; one scope per request
-        # makes that worth skipping by instantiating the backend's class directly.
-        self._new_scope = type(anyio.CancelScope())
+        self._new_scope = cancel_scope_factory()
         self._clock = loop_clock()
         host = self._settings.host
         try:
@@ -311,6 +309,8 @@ class _ServerConnection:
         "quiet_since",
         "scope",
         "seen",
+        "sent_seen",
+        "sent_since",
         "server",
         "spawn",
         "tasks",
@@ -329,13 +329,17 @@ class _ServerConnection:
         self.quiet_since = now
         self.frame_start = -1
         self.frame_since = now
+        # Bytes sent when check() last saw the writer make progress, and since when.
+        self.sent_seen = 0
+        self.sent_since = now
         self.closing = False  # told the peer why it is closed; cancelled at the next check
 
     def check(self, now: float, idle_timeout: float | None, frame_timeout: float | None) -> None:
-        """Close the connection if it idled, or stalled inside a frame, for too long.
+        """Close the connection if it idled, stalled inside a frame, or stopped reading what
+        it is sent, for too long.
 
-        Activity is the count of bytes received, which the reader keeps anyway: nothing is
-        added per frame or request."""
+        Activity is the count of bytes received and sent, which the reader and writer keep
+        anyway: nothing is added per frame or request."""
         fc = self.fc
         parser = fc.parser
         if parser is None:
@@ -357,6 +361,22 @@ class _ServerConnection:
             self.scope.cancel()
             return
         if frame_timeout is None:
+            return
+        sent = fc.bytes_sent
+        if sent != self.sent_seen or not fc.sending:
+            self.sent_seen = sent
+            self.sent_since = now
+        elif now - self.sent_since >= frame_timeout:
+            # The peer reads nothing of what it is sent: its handlers wait on a full queue
+            # for ever, and no goodbye could reach it. Drop it (its handlers are cancelled).
+            log.warning(
+                "tcp connection from %s closed: it has not read what it was sent for %.0fs "
+                "(REQUESTPLANE_TCP_FRAME_TIMEOUT is %ss)",
+                fc.peer,
+                now - self.sent_since,
+                frame_timeout,
+            )
+            self.scope.cancel()
             return
         partial = parser.partial()
         if not partial or fc.congested:

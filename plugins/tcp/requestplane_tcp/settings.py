@@ -61,7 +61,8 @@ class TcpSettings:
         60.0,
         help="seconds a frame the server has begun to receive may take to arrive whole, even "
         "while requests are in flight; a peer that stalls (or trickles) in the middle of a "
-        "frame is then told why and disconnected; none: no bound",
+        "frame is then told why and disconnected; likewise a peer that reads nothing of what "
+        "the server sends it for this long is disconnected; none: no bound",
         accepts="a number of seconds > 0, or 'none'",
         check=positive_finite,
     )

@@ -14,8 +14,9 @@ That is only safe when nothing written earlier is still waiting to go out, and i
 synchronous write, which anyio's streams do not offer:
 
 - asyncio (and uvloop): the stream's transport (``_transport`` of anyio's ``SocketStream``,
-  a private attribute); writing is allowed while its buffer is empty. ``transport.write`` takes
-  everything (it buffers what the kernel does not accept yet, in order).
+  a private attribute, reached through ``_compat.py``); writing is allowed while its buffer
+  is empty. ``transport.write`` takes everything (it buffers what the kernel does not accept
+  yet, in order).
 - trio: the stream's socket (the public ``raw_socket`` attribute), which is non-blocking;
   the caller makes sure the writer task is not in the middle of a ``send``.
 
@@ -29,6 +30,8 @@ from collections.abc import Callable
 
 from anyio.abc import ByteStream, SocketAttribute
 
+from ._compat import asyncio_transport, socket_stream_backend
+
 __all__ = ["SocketWrite", "socket_writer"]
 
 SocketWrite = Callable[[bytes], int]
@@ -37,18 +40,16 @@ SocketWrite = Callable[[bytes], int]
 
 def socket_writer(stream: ByteStream) -> SocketWrite | None:
     """A synchronous writer for ``stream`` if it is anyio's plain TCP stream, else None."""
-    cls = type(stream)
-    if cls.__name__ != "SocketStream":
-        return None
-    if cls.__module__ == "anyio._backends._asyncio":
+    backend = socket_stream_backend(stream)
+    if backend == "asyncio":
         return _asyncio_writer(stream)
-    if cls.__module__ == "anyio._backends._trio":
+    if backend == "trio":
         return _trio_writer(stream)
     return None
 
 
 def _asyncio_writer(stream: ByteStream) -> SocketWrite | None:
-    transport = getattr(stream, "_transport", None)
+    transport = asyncio_transport(stream)
     try:
         # Duck-typed: uvloop's transports are not asyncio.WriteTransport subclasses.
         buffered = transport.get_write_buffer_size  # type: ignore[union-attr]

@@ -1,16 +1,19 @@
 """The server closes connections that idle (nothing in flight, no bytes arriving) for
 REQUESTPLANE_TCP_IDLE_TIMEOUT, and those stalled inside a frame for
-REQUESTPLANE_TCP_FRAME_TIMEOUT; a connection with a request in flight is never idle."""
+REQUESTPLANE_TCP_FRAME_TIMEOUT, or that read nothing they are sent for as long; a connection
+with a request in flight is never idle."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from requestplane_tcp.framing import ERROR, PREAMBLE
+from requestplane_tcp.framing import CHUNK, END, ERROR, PREAMBLE
 from tcp_test_helpers import (
     BOUND,
+    RawReader,
     client,
     echo,
     error_code,
@@ -133,3 +136,59 @@ async def test_a_trickled_frame_is_cut_off_by_the_frame_timeout() -> None:
         frames = parse_frames(answer[len(PREAMBLE) :])
         assert frames[-1][:2] == (ERROR, 0)
         assert b"REQUESTPLANE_TCP_FRAME_TIMEOUT" in frames[-1][2]
+
+
+async def test_a_peer_that_reads_nothing_it_is_sent_is_cut_off_by_the_frame_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its requests' handlers would otherwise wait on a full send queue for ever."""
+    caplog.set_level(logging.INFO, logger="requestplane.tcp")
+    cancelled = anyio.Event()
+
+    async def flood(request: Request) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield bytes(65536)
+        except BaseException:
+            cancelled.set()
+            raise
+
+    handlers = {"flood": flood, "echo": echo}
+    async with (
+        running(handlers, idle_timeout=5.0, frame_timeout=0.5) as (server, addresses),
+        client() as c,
+    ):
+        deaf = await raw_connect(addresses["flood"])
+        with anyio.fail_after(BOUND):
+            await deaf.send(request_frame(1, "flood", b""))
+            await cancelled.wait()  # and never a byte read
+            while server.health().details["connections"]:
+                await anyio.wait_all_tasks_blocked()
+            assert await c.request(addresses["echo"], b"others") == b"others"
+        await deaf.aclose()
+    assert any(
+        "has not read" in r.getMessage() and "FRAME_TIMEOUT" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_a_peer_that_reads_slowly_is_not_cut_off() -> None:
+    """Reading, however slowly, is progress: only a peer that reads nothing is dropped."""
+    chunks = 20
+
+    async def burst(request: Request) -> AsyncIterator[bytes]:
+        for _ in range(chunks):  # 20 MiB: more than the kernel buffers between the two ends
+            yield bytes(1 << 20)
+
+    async with running({"burst": burst}, idle_timeout=5.0, frame_timeout=0.5) as (_, addresses):
+        slow = await raw_connect(addresses["burst"])
+        reader = RawReader(slow)
+        kinds: list[int] = []
+        with anyio.fail_after(BOUND):
+            await slow.send(request_frame(1, "burst", b""))
+            assert await reader.preamble() == PREAMBLE
+            while not kinds or kinds[-1] == CHUNK:
+                kinds.append((await reader.frame())[0])
+                await anyio.sleep(0.05)  # the pace of the slow reader, not a synchronization
+        await slow.aclose()
+    assert kinds == [CHUNK] * chunks + [END]

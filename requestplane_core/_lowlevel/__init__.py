@@ -1,0 +1,1 @@
+"""The implementation of :mod:`requestplane_core.lowlevel`; import from there."""
