@@ -7,6 +7,7 @@ observing plugin implements, declares and uses. Applications need none of it; th
 
     from requestplane_core import Request, RequestPlaneError, Unavailable   # shared types
     from requestplane_core.plugin_api import TransportSpec, TransportServer, hookimpl
+    from requestplane_core.plugin_api import ExchangeClient, Exchange   # a transport's client
 """
 
 from .clock import loop_clock
@@ -23,6 +24,9 @@ from .discovery import (
 )
 from .dispatch import Dispatcher
 from .errors import error_from_wire
+from .exchange import Exchange, ExchangeEvent
+from .exchange_client import ExchangeClient
+from .exchange_stream import ExchangeResponseStream
 from .hookspecs import hookimpl
 from .observer import RequestEvent
 from .plugins import PluginRegistry, PluginWarning, load_plugins
@@ -37,6 +41,13 @@ from .transport import (
     TransportClient,
     TransportServer,
     TransportSpec,
+)
+from .transport_settings import (
+    advertise_host_setting,
+    host_setting,
+    max_message_size_setting,
+    port_setting,
+    request_timeout_setting,
 )
 from .validators import (
     non_negative,
@@ -56,6 +67,10 @@ __all__ = [
     "DiscoverySpec",
     "Dispatch",
     "Dispatcher",
+    "Exchange",
+    "ExchangeClient",
+    "ExchangeEvent",
+    "ExchangeResponseStream",
     "InstanceFeed",
     "Pending",
     "PluginRegistry",
@@ -68,19 +83,24 @@ __all__ = [
     "TransportServer",
     "TransportSpec",
     "Watch",
+    "advertise_host_setting",
     "describe_settings",
     "discovery_env_prefix",
     "error_from_wire",
     "hookimpl",
+    "host_setting",
     "instance_from_json",
     "instance_to_json",
     "load_plugins",
     "load_settings",
     "loop_clock",
+    "max_message_size_setting",
     "non_negative",
     "not_blank",
+    "port_setting",
     "positive",
     "positive_finite",
+    "request_timeout_setting",
     "setting",
     "transport_env_prefix",
     "valid_host",

@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import SocketListener, TaskStatus
-from requestplane_uds.call import Call
 from requestplane_uds.client import UdsClient
 from requestplane_uds.server import UdsServer
 from requestplane_uds.settings import UdsSettings
@@ -62,19 +61,16 @@ class NoGaugeClient(UdsClient):
 class NoSizeCheckClient(UdsClient):
     """Sends whatever it is given and relies on the server to refuse what is too large."""
 
-    async def open_call(self, target: Any, payload: bytes, headers: Any, deadline: Any) -> Call:
-        call = await Call.open(
-            target, payload, headers, deadline, stats=self.stats, max_message_size=1 << 30
-        )
-        self._calls.add(call)
-        return call
+    def check_size(self, payload: bytes) -> None:
+        pass
 
 
 class IgnoresRequestTimeoutClient(UdsClient):
     """Only the timeout passed to a call counts; the request_timeout setting is ignored."""
 
-    def deadline(self, timeout: float | None) -> float | None:
-        return None if timeout is None else anyio.current_time() + timeout
+    def __init__(self, settings: UdsSettings) -> None:
+        super().__init__(settings)
+        self.request_timeout = None
 
 
 def _plugin(name: str, server: Any = UdsServer, client: Any = UdsClient, **spec: Any) -> type:

@@ -1,4 +1,5 @@
-"""One call on the client side: its own connection, its request frame, its answer frames."""
+"""One call on the client side (the transport's Exchange): its own connection, its request
+frame, its answer frames."""
 
 from __future__ import annotations
 
@@ -15,14 +16,22 @@ from requestplane_core import (
     Unavailable,
     error_from_wire,
 )
+from requestplane_core.plugin_api import Exchange, ExchangeEvent
 
 from .addressing import Target
-from .frames import CONNECTION_ERRORS, Frame, encode_frame, read_frame
+from .frames import CONNECTION_ERRORS, encode_frame, read_frame
 
 __all__ = ["Call"]
 
 
-class Call:
+_EVENTS = {
+    "response": ExchangeEvent.RESPONSE,
+    "chunk": ExchangeEvent.CHUNK,
+    "end": ExchangeEvent.END,
+}
+
+
+class Call(Exchange):
     """A request sent on a fresh connection, and the frames that answer it.
 
     Closing the connection is how a client cancels: the server sees the end of the stream
@@ -72,17 +81,15 @@ class Call:
         except BaseException:
             await call.aclose()
             raise
-        stats.bytes_sent += len(payload)
         return call
 
-    async def receive(self) -> Frame:
+    async def receive(self) -> tuple[ExchangeEvent, bytes]:
         """The next ``response``, ``chunk`` or ``end`` frame; an ``error`` frame is raised as
         its typed error."""
         try:
             frame = await read_frame(self._reader, self._max)
         except CONNECTION_ERRORS as exc:
             raise ConnectionLost("the connection closed before the answer was complete") from exc
-        self._stats.bytes_received += len(frame.payload)
         if frame.kind == "error":
             header = frame.header
             raise error_from_wire(
@@ -92,7 +99,7 @@ class Call:
             )
         if frame.kind == "request":
             raise ProtocolError("the server sent a request frame")
-        return frame
+        return _EVENTS[frame.kind], frame.payload
 
     async def aclose(self) -> None:
         if not self._closed:

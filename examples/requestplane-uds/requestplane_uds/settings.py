@@ -6,7 +6,8 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import positive, setting
+from requestplane_core import setting
+from requestplane_core.plugin_api import max_message_size_setting, request_timeout_setting
 
 __all__ = ["UdsSettings"]
 
@@ -19,15 +20,8 @@ class UdsSettings:
         "temp dir for each server",
         accepts="a file path, or 'none'",
     )
-    max_message_size: int = setting(
+    max_message_size: int = max_message_size_setting(
         16 * 1024 * 1024,
         help="largest request, response or chunk in bytes; both sides enforce it",
-        accepts="an integer > 0",
-        check=positive,
     )
-    request_timeout: float | None = setting(
-        None,
-        help="seconds a call may take when the caller passes no timeout; none: no deadline",
-        accepts="a number of seconds > 0, or 'none'",
-        check=positive,
-    )
+    request_timeout: float | None = request_timeout_setting()

@@ -1,10 +1,13 @@
-"""The calling half: requests and streams over pooled HTTP/2 (and HTTP/1.1) connections."""
+"""The calling half: requests and streams over pooled HTTP/2 (and HTTP/1.1) connections.
+
+``stream()``, the counters, the size check and the closed state come from the core's
+ExchangeClient; ``request()`` keeps a path of its own (``unary``).
+"""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskGroup
@@ -12,170 +15,95 @@ from hpack import NeverIndexedHeaderTuple
 
 from requestplane_core import (
     Address,
-    ClientStats,
-    ConfigError,
     ConnectionLost,
     DeadlineExceeded,
-    PayloadTooLarge,
     RequestPlaneError,
-    ResponseStream,
-    TransportClient,
     Unavailable,
 )
+from requestplane_core.plugin_api import ExchangeClient
 
 from . import wire
 from .exchange import Exchange, RetryElsewhere
 from .h1_connection import H1Connection
 from .pool import OriginPool
-from .response import MAX_ATTEMPTS, HttpResponseStream, read_unary
+from .response import MAX_ATTEMPTS, ResponseExchange, read_unary
 from .settings import HttpSettings
+from .target import Target
 
 __all__ = ["HttpClient"]
 
-_TARGET_CACHE_SIZE = 1024
 
-
-class _Target:
-    """A parsed address: which pool, and the request line/pseudo headers for it."""
-
-    __slots__ = ("authority", "h2_headers", "origin", "path", "pool_key", "text")
-
-    def __init__(self, address: Address | str) -> None:
-        parsed = Address.parse(address)
-        if parsed.scheme not in ("http", "https"):
-            raise ConfigError(
-                f"{address!s} is not an HTTP transport address (http://host:port/path)"
-            )
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-        self.text = str(parsed)
-        self.pool_key = (parsed.scheme, parsed.host, port)
-        self.origin = f"{host}:{port}"
-        self.authority = self.origin.encode("ascii")
-        self.path = ("/" + quote(parsed.path, safe="/")).encode("ascii")
-        self.h2_headers: list[tuple[bytes, bytes]] = [
-            (b":method", b"POST"),
-            (b":scheme", parsed.scheme.encode()),
-            (b":authority", self.authority),
-            (b":path", self.path),
-        ]
-
-
-class HttpClient(TransportClient):
+class HttpClient(ExchangeClient[Target]):
     def __init__(self, settings: HttpSettings) -> None:
+        super().__init__(
+            name="http",
+            max_message_size=settings.max_message_size,
+            request_timeout=settings.request_timeout,
+        )
         self._settings = settings
-        self.stats = ClientStats()
-        self._task_group: TaskGroup | None = None
         self._pools: dict[tuple[str, str, int], OriginPool] = {}
-        self._targets: dict[Address | str, _Target] = {}
         self._tls_contexts: dict[str, ssl.SSLContext] = {}
-        self._closed = False
-
-    def start(self, task_group: TaskGroup) -> None:
-        self._task_group = task_group
 
     def _group(self) -> TaskGroup:
-        if self._task_group is None:
+        if self.task_group is None:
             raise RequestPlaneError(
                 "the HTTP client is not started: use `async with client:` or client.start(tg)"
             )
-        return self._task_group
+        return self.task_group
 
-    # -- public API ------------------------------------------------------------------------
+    def parse_target(self, address: Address | str) -> Target:
+        return Target(address)
 
-    async def request(
+    def peer_of(self, target: Target) -> str:
+        return target.text
+
+    async def unary(
         self,
-        address: Address | str,
+        target: Target,
         payload: bytes,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> bytes:
-        self.stats.requests += 1
-        try:
-            target = self._target(address)
-            self._check_size(payload)
-            self.stats.bytes_sent += len(payload)
-            if timeout is None:
-                timeout = self._settings.request_timeout
-            if timeout is None:
-                result = await self._unary(target, payload, headers, None)
-            else:
-                deadline = anyio.current_time() + timeout
-                answer: bytes | None = None
-                with anyio.CancelScope(deadline=deadline):
-                    answer = await self._unary(target, payload, headers, deadline)
-                if answer is None:
-                    raise DeadlineExceeded(f"{target.text} did not answer within {timeout} s")
-                result = answer
-        except RequestPlaneError:
-            self.stats.errors += 1
-            raise
+        # Its own path: the body is read whole (no incremental delivery), and a request the
+        # server provably did not process is sent again on another connection.
+        self.stats.bytes_sent += len(payload)
+        if timeout is None:
+            result = await self._unary(target, payload, headers, None)
+        else:
+            deadline = anyio.current_time() + timeout
+            answer: bytes | None = None
+            with anyio.CancelScope(deadline=deadline):
+                answer = await self._unary(target, payload, headers, deadline)
+            if answer is None:
+                raise DeadlineExceeded(f"{target.text} did not answer within {timeout} s")
+            result = answer
         self.stats.bytes_received += len(result)
         return result
 
-    def stream(
+    async def open_exchange(
         self,
-        address: Address | str,
+        target: Target,
         payload: bytes,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> ResponseStream:
-        self.stats.streams += 1
-        try:
-            target = self._target(address)
-            self._check_size(payload)
-        except RequestPlaneError:
-            self.stats.errors += 1
-            raise
-        if timeout is None:
-            timeout = self._settings.request_timeout
-        deadline = None if timeout is None else anyio.current_time() + timeout
-
-        async def open_exchange(deadline: float | None) -> Exchange:
+        headers: Mapping[str, str],
+        deadline: float | None,
+        timeout: float | None,
+    ) -> ResponseExchange:
+        async def send() -> Exchange:
             return await self._open(target, payload, headers, deadline, incremental=True)
 
-        return HttpResponseStream(
-            open_exchange,
-            deadline=deadline,
-            timeout=timeout,
-            max_size=self._settings.max_message_size,
-            stats=self.stats,
-            payload_size=len(payload),
-        )
+        return await ResponseExchange.open(send, self.max_message_size)
 
-    async def aclose(self) -> None:
-        self._closed = True
+    async def close_transport(self) -> None:
         pools = list(self._pools.values())
         self._pools.clear()
         error = ConnectionLost("the client was closed")
         for pool in pools:
             await pool.aclose(error)
 
-    # -- internals -------------------------------------------------------------------------
-
-    def _target(self, address: Address | str) -> _Target:
-        target = self._targets.get(address)
-        if target is None:
-            target = _Target(address)
-            if len(self._targets) >= _TARGET_CACHE_SIZE:
-                self._targets.clear()
-            self._targets[address] = target
-        return target
-
-    def _check_size(self, payload: bytes) -> None:
-        limit = self._settings.max_message_size
-        if len(payload) > limit:
-            raise PayloadTooLarge(
-                f"the request payload of {len(payload)} bytes exceeds the maximum message size "
-                f"of {limit} bytes (REQUESTPLANE_HTTP_MAX_MESSAGE_SIZE); it was not sent"
-            )
-
-    def _pool(self, target: _Target) -> OriginPool:
+    def _pool(self, target: Target) -> OriginPool:
         pool = self._pools.get(target.pool_key)
         if pool is None:
-            if self._closed:
+            if self.closed:
                 raise ConnectionLost("the client is closed")
             settings = self._settings
             pool = self._pools[target.pool_key] = OriginPool(
@@ -202,7 +130,7 @@ class HttpClient(TransportClient):
 
     async def _unary(
         self,
-        target: _Target,
+        target: Target,
         payload: bytes,
         headers: Mapping[str, str] | None,
         deadline: float | None,
@@ -210,7 +138,7 @@ class HttpClient(TransportClient):
         for _ in range(MAX_ATTEMPTS):
             exchange = await self._open(target, payload, headers, deadline, incremental=False)
             try:
-                return await read_unary(exchange, self._settings.max_message_size)
+                return await read_unary(exchange, self.max_message_size)
             except RetryElsewhere:
                 continue
             finally:
@@ -219,7 +147,7 @@ class HttpClient(TransportClient):
 
     async def _open(
         self,
-        target: _Target,
+        target: Target,
         payload: bytes,
         headers: Mapping[str, str] | None,
         deadline: float | None,
@@ -248,7 +176,7 @@ class HttpClient(TransportClient):
     async def _open_h1(
         self,
         pool: OriginPool,
-        target: _Target,
+        target: Target,
         extra: list[tuple[bytes, bytes]],
         payload: bytes,
     ) -> Exchange:

@@ -7,19 +7,14 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from requestplane_core import (
-    ClientStats,
-    ConnectionLost,
-    DeadlineExceeded,
-    RequestPlaneError,
-    ResponseStream,
-    Unavailable,
-)
+from requestplane_core import ConnectionLost, RequestPlaneError, Unavailable
+from requestplane_core.plugin_api import Exchange as CoreExchange
+from requestplane_core.plugin_api import ExchangeEvent
 
 from . import wire
 from .exchange import Exchange, RetryElsewhere
 
-__all__ = ["MAX_ATTEMPTS", "HttpResponseStream", "read_unary"]
+__all__ = ["MAX_ATTEMPTS", "ResponseExchange", "read_unary"]
 
 MAX_ATTEMPTS = 3
 
@@ -65,70 +60,56 @@ async def read_unary(exchange: Exchange, max_size: int) -> bytes:
             raise decoder.error
 
 
-class HttpResponseStream(ResponseStream):
-    """Sends its request on first iteration; then yields chunks as frames arrive."""
+class ResponseExchange(CoreExchange):
+    """A streamed call as the core's Exchange: opened (and retried elsewhere while the
+    server provably did not process it) until its headers are in, then read frame by frame.
+    A plain body (a unary endpoint) is the RESPONSE event."""
 
-    def __init__(
-        self,
-        open_exchange: Callable[[float | None], Awaitable[Exchange]],
-        *,
-        deadline: float | None,
-        timeout: float | None,
-        max_size: int,
-        stats: ClientStats,
-        payload_size: int,
-    ) -> None:
-        self._open_exchange = open_exchange
-        self._deadline = deadline
-        self._timeout = timeout
+    __slots__ = ("_complete", "_decoder", "_exchange", "_framed", "_frames", "_max_size")
+
+    def __init__(self, exchange: Exchange, max_size: int) -> None:
+        self._exchange: Exchange | None = exchange
         self._max_size = max_size
-        self._stats = stats
-        self._payload_size = payload_size
-        self._exchange: Exchange | None = None
-        self._framed = False
+        self._framed = exchange.content_type == wire.CONTENT_TYPE_STREAM
         self._decoder = wire.StreamDecoder(max_size)
         self._frames: deque[tuple[bytes, bytes]] = deque()
-        self._finished = False
         self._complete = False  # the response's last frame arrived
 
-    async def __anext__(self) -> bytes:
-        if self._finished:
-            raise StopAsyncIteration
-        try:
-            with anyio.CancelScope(deadline=self._deadline or float("inf")):
-                return await self._next()
-            raise DeadlineExceeded(f"the stream did not complete within {self._timeout} s")
-        except StopAsyncIteration:
-            await self._end()
-            raise
-        except BaseException as exc:
-            # Cancelled, timed out or broken: the server must stop the handler.
-            if isinstance(exc, RequestPlaneError):
-                self._stats.errors += 1
-            await self._end()
-            raise
+    @classmethod
+    async def open(
+        cls, open_exchange: Callable[[], Awaitable[Exchange]], max_size: int
+    ) -> ResponseExchange:
+        for _ in range(MAX_ATTEMPTS):
+            exchange = await open_exchange()
+            try:
+                await exchange.wait_headers()
+                if exchange.status != 200:
+                    await _raise_error_response(exchange, max_size)
+            except RetryElsewhere:
+                await exchange.close()
+                continue
+            except BaseException:
+                await exchange.close()
+                raise
+            return cls(exchange, max_size)
+        raise Unavailable("the server refused the request on every connection tried")
 
-    async def _next(self) -> bytes:
+    async def receive(self) -> tuple[ExchangeEvent, bytes]:
         exchange = self._exchange
         if exchange is None:
-            exchange = await self._open()
-            if not self._framed:
-                body = await exchange.read_all(self._max_size)
-                self._stats.bytes_received += len(body)
-                self._complete = True
-                await self._end()
-                return body  # a unary response is a stream of one chunk
-        elif not self._framed:
-            raise StopAsyncIteration
+            raise ConnectionLost("the exchange was closed")
+        if not self._framed:
+            body = await exchange.read_all(self._max_size)
+            self._complete = True
+            return ExchangeEvent.RESPONSE, body  # a unary response is a stream of one chunk
         while True:
             while self._frames:
                 kind, data = self._frames.popleft()
                 if kind == wire.FRAME_DATA:
-                    self._stats.bytes_received += len(data)
-                    return data
+                    return ExchangeEvent.CHUNK, data
                 self._complete = True
                 if kind == wire.FRAME_END:
-                    raise StopAsyncIteration
+                    return ExchangeEvent.END, b""
                 raise wire.decode_error(data)
             if self._decoder.error is not None:
                 raise self._decoder.error  # after the chunks that came before it
@@ -137,25 +118,7 @@ class HttpResponseStream(ResponseStream):
                 raise _cut_off()
             self._frames.extend(self._decoder.feed(data))
 
-    async def _open(self) -> Exchange:
-        for _ in range(MAX_ATTEMPTS):
-            exchange = await self._open_exchange(self._deadline)
-            self._exchange = exchange
-            try:
-                await exchange.wait_headers()
-                if exchange.status != 200:
-                    await _raise_error_response(exchange, self._max_size)
-            except RetryElsewhere:
-                await exchange.close()
-                self._exchange = None
-                continue
-            self._stats.bytes_sent += self._payload_size
-            self._framed = exchange.content_type == wire.CONTENT_TYPE_STREAM
-            return exchange
-        raise Unavailable("the server refused the request on every connection tried")
-
-    async def _end(self) -> None:
-        self._finished = True
+    async def aclose(self) -> None:
         exchange, self._exchange = self._exchange, None
         if exchange is None:
             return
@@ -170,6 +133,3 @@ class HttpResponseStream(ResponseStream):
                     except RequestPlaneError:
                         pass
             await exchange.close()
-
-    async def aclose(self) -> None:
-        await self._end()

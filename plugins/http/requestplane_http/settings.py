@@ -11,8 +11,13 @@ from requestplane_core import (
     non_negative,
     positive,
     setting,
-    valid_host,
-    valid_port,
+)
+from requestplane_core.plugin_api import (
+    advertise_host_setting,
+    host_setting,
+    max_message_size_setting,
+    port_setting,
+    request_timeout_setting,
 )
 
 __all__ = ["HttpSettings"]
@@ -33,52 +38,23 @@ def _root_path(value: str) -> bool:
 
 @attrs.frozen
 class HttpSettings:
-    host: str = setting(
-        "127.0.0.1",
-        help="interface the server binds; loopback by default, 0.0.0.0 or :: to serve every "
-        "interface (an explicit choice)",
-        accepts="a host name or IP address",
-        check=valid_host,
-    )
-    port: int = setting(
-        0,
-        help="TCP port the server binds; 0 lets the OS choose",
-        accepts="an integer 0..65535",
-        check=valid_port,
-    )
-    advertise_host: str | None = setting(
-        None,
-        help="host put into published addresses (default: the bound host; the machine's "
-        "host name when bound to all interfaces)",
-        accepts="a host name or IP address, or 'none'",
-        check=valid_host,
-    )
+    host: str = host_setting()
+    port: int = port_setting()
+    advertise_host: str | None = advertise_host_setting()
     root_path: str = setting(
         "/v1/rpc",
         help="URL path under which endpoints are served: POST {root_path}/{endpoint}",
         accepts="an absolute URL path without a trailing slash, e.g. /v1/rpc",
         check=_root_path,
     )
-    max_message_size: int = setting(
-        32 * 1024 * 1024,
-        help="largest request or response body (and streamed chunk) in bytes; larger ones fail "
-        "with PayloadTooLarge (HTTP 413) before they are sent",
-        accepts="an integer > 0 (bytes)",
-        check=positive,
-    )
+    max_message_size: int = max_message_size_setting(accepts="an integer > 0 (bytes)")
     connect_timeout: float = setting(
         10.0,
         help="seconds the client waits to connect: TCP, TLS, and the server's HTTP/2 settings",
         accepts="a number of seconds > 0",
         check=positive,
     )
-    request_timeout: float | None = setting(
-        None,
-        help="default seconds a call may take when the caller passes no timeout; it travels "
-        "to the server as the handler's deadline (none: no limit)",
-        accepts="a number of seconds > 0, or 'none'",
-        check=positive,
-    )
+    request_timeout: float | None = request_timeout_setting()
     http1_threshold: int = setting(
         16 * 1024,
         help="request payloads of at least this many bytes go over HTTP/1.1 instead of "

@@ -1,4 +1,9 @@
-"""The calling half: requests and streams over one NATS connection per target server."""
+"""The calling half: requests and streams over one NATS connection per target server.
+
+``stream()`` (over :class:`~requestplane_nats.reply_stream.ReplyStream`), the counters, the
+size check and the closed state come from the core's ExchangeClient; ``request()`` keeps a
+path of its own (``unary``) that waits for the whole answer.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,26 @@ import logging
 import math
 from collections.abc import Mapping
 from functools import partial
+from typing import ClassVar
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.lowlevel import checkpoint
 
 from requestplane_core import (
     Address,
-    ClientStats,
     ConfigError,
     ConnectionLost,
     DeadlineExceeded,
     EndpointNotFound,
     PayloadTooLarge,
-    RequestPlaneError,
-    ResponseStream,
-    TransportClient,
     Unavailable,
 )
 from requestplane_core.lowlevel import Primitives, primitives
+from requestplane_core.plugin_api import ExchangeClient
 
 from . import wire
 from .nats_link import NatsLink
 from .reply_inbox import Call, ReplyInbox
+from .reply_stream import ReplyStream
 from .settings import NatsSettings
 from .subjects import cancel_subject_for, endpoint_from_subject, valid_subject
 
@@ -61,29 +63,27 @@ class _Target:
         self.link_key = link_key
 
 
-class NatsTransportClient(TransportClient):
+class NatsTransportClient(ExchangeClient[_Target]):
+    # A call's deadline is its own: a timer on asyncio, a cancel scope around each wait on
+    # trio (Primitives), kept by wait_for_reply.
+    exchanges_keep_deadline: ClassVar[bool] = True
+
     def __init__(self, settings: NatsSettings) -> None:
-        self.stats = ClientStats()
+        super().__init__(
+            name="nats",
+            max_message_size=settings.max_message_size,
+            request_timeout=settings.request_timeout,
+        )
         self._settings = settings
-        self._targets: dict[Address | str, _Target] = {}
         self._inboxes: dict[str, ReplyInbox] = {}
         self._lock: anyio.Lock | None = None
-        self._closed = False
         self._primitives: Primitives | None = None
-        self._tg: TaskGroup | None = None
         self._watch_scope: anyio.CancelScope | None = None
         self._watching = False
 
-    def start(self, task_group: TaskGroup) -> None:
-        # Used to cancel, after a reconnect, the calls an outage failed, and for the watchdog.
-        self._tg = task_group
-
     # -- targets and connections --------------------------------------------------------------
 
-    def _target(self, address: Address | str) -> _Target:
-        target = self._targets.get(address)
-        if target is not None:
-            return target
+    def parse_target(self, address: Address | str) -> _Target:
         parsed = Address.parse(address)
         if parsed.scheme != "nats":
             raise ConfigError(f"{str(address)!r} is not a NATS address (nats://host:port/subject)")
@@ -96,17 +96,16 @@ class NatsTransportClient(TransportClient):
             # reaches the host in a tcp:// address.
             host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
             key = f"nats://{host}:{parsed.port or 4222}"
-        target = _Target(parsed.path, key)
-        if len(self._targets) > 1024:
-            self._targets.clear()
-        self._targets[address] = target
-        return target
+        return _Target(parsed.path, key)
+
+    def peer_of(self, target: _Target) -> str:
+        return repr(target.subject)
 
     async def _inbox(self, target: _Target) -> ReplyInbox:
         inbox = self._inboxes.get(target.link_key)
         if inbox is not None and not inbox.link.closed:
             return inbox
-        if self._closed:
+        if self.closed:
             raise ConnectionLost("the client is closed")
         if self._lock is None:
             self._lock = anyio.Lock()
@@ -128,26 +127,21 @@ class NatsTransportClient(TransportClient):
             except BaseException:
                 await link.aclose()
                 raise
-            if self._closed:
+            if self.closed:
                 await link.aclose()
                 raise ConnectionLost("the client is closed")
             old = self._inboxes.get(target.link_key)
             self._inboxes[target.link_key] = inbox
             self.stats.open_connections = len(self._inboxes)
             interval = self._settings.heartbeat_interval
-            if interval > 0 and not self._watching and self._tg is not None:
+            if interval > 0 and not self._watching and self.task_group is not None:
                 self._watching = True
-                self._tg.start_soon(self._watchdog, interval)
+                self.task_group.start_soon(self._watchdog, interval)
             if old is not None:
                 await old.link.aclose()
             return inbox
 
     # -- sending -------------------------------------------------------------------------------
-
-    def _timeout(self, timeout: float | None) -> float:
-        if timeout is None:
-            timeout = self._settings.request_timeout
-        return math.inf if timeout is None else timeout
 
     def _prims(self) -> Primitives:
         prims = self._primitives
@@ -182,11 +176,7 @@ class NatsTransportClient(TransportClient):
                     raise ValueError(f"header {key!r} is reserved by the NATS transport")
             out = dict(headers)
         size = len(payload) + wire.header_size(out)
-        limit = self._settings.max_message_size
-        if size > limit:
-            raise PayloadTooLarge(
-                f"request of {size} bytes exceeds the NATS transport's max_message_size of {limit}"
-            )
+        self.check_size(payload, size)  # the headers count too
         head = payload
         if size > link.max_payload:  # in parts: this one, then the rest where the server says
             out = {**(out or {}), wire.LENGTH: str(len(payload))}
@@ -205,7 +195,6 @@ class NatsTransportClient(TransportClient):
             call.upload_from = len(head)
         if prims.call_at is not None and deadline != math.inf:
             call.timer = prims.call_at(deadline, call.expire)
-        self.stats.bytes_sent += len(payload)
         await link.publish(target.subject, head, call.reply, out, on_error=call.send_failed)
         return inbox, call
 
@@ -251,13 +240,13 @@ class NatsTransportClient(TransportClient):
             try:
                 if call.upload_from:
                     await self._upload(inbox.link, call, payload, deadline)
-                await self._wait(call, deadline, whole=whole)
+                await self.wait_for_reply(call, deadline, whole=whole)
             except BaseException:
-                await self._finish(inbox, call)
+                await self.finish(inbox, call)
                 raise
             if not isinstance(call.error, EndpointNotFound) or not self._resubscribing(inbox):
                 return inbox, call
-            await self._finish(inbox, call)
+            await self.finish(inbox, call)
             if deadline - self._prims().clock() <= pause:
                 raise Unavailable(
                     f"no server serves the subject {target.subject!r} yet since the reconnect "
@@ -273,7 +262,7 @@ class NatsTransportClient(TransportClient):
         grace = max(_RESUBSCRIBE_GRACE, _RESUBSCRIBE_WAITS * self._settings.reconnect_wait)
         return self._prims().clock() - since < grace
 
-    async def _wait(self, call: Call, deadline: float, *, whole: bool) -> None:
+    async def wait_for_reply(self, call: Call, deadline: float, *, whole: bool) -> None:
         """Until the call is done (``whole``) or has a chunk, or its deadline passes."""
         move_on_at = self._prims().move_on_at
         if move_on_at is None:  # the call's timer expires it
@@ -286,7 +275,7 @@ class NatsTransportClient(TransportClient):
         if not call.done and (whole or not call.chunks):
             call.expire()
 
-    async def _finish(self, inbox: ReplyInbox, call: Call) -> None:
+    async def finish(self, inbox: ReplyInbox, call: Call) -> None:
         """Forget the call; if it did not end on its own, cancel it on the server."""
         inbox.forget(call)
         timer, call.timer = call.timer, None
@@ -302,7 +291,7 @@ class NatsTransportClient(TransportClient):
         round, the calls silent for ``_SILENT_ROUNDS`` rounds have their server's liveness
         subject asked, and NATS's "no responders" there fails them with ConnectionLost."""
         with anyio.CancelScope() as self._watch_scope:
-            if self._closed:
+            if self.closed:
                 return
             own = self._settings.subject_prefix + "."
             async with anyio.create_task_group() as probes:
@@ -370,8 +359,8 @@ class NatsTransportClient(TransportClient):
     def _reconnected(self, inbox: ReplyInbox) -> None:
         inbox.reconnected_at = self._prims().clock()
         orphans = inbox.take_orphans()
-        if orphans and self._tg is not None and not self._closed:
-            self._tg.start_soon(self._cancel_orphans, inbox, orphans)
+        if orphans and self.task_group is not None and not self.closed:
+            self.task_group.start_soon(self._cancel_orphans, inbox, orphans)
 
     async def _cancel_orphans(self, inbox: ReplyInbox, orphans: list[Call]) -> None:
         for call in orphans:
@@ -381,54 +370,49 @@ class NatsTransportClient(TransportClient):
 
     # -- the API -------------------------------------------------------------------------------
 
-    async def request(
+    async def unary(
         self,
-        address: Address | str,
+        target: _Target,
         payload: bytes,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> bytes:
-        self.stats.requests += 1
+        deadline = self._prims().clock() + (math.inf if timeout is None else timeout)
         try:
-            target = self._targets.get(address) or self._target(address)
-            deadline = self._prims().clock() + self._timeout(timeout)
             inbox, call = await self._call(target, payload, headers, deadline, whole=True)
-            await self._finish(inbox, call)
-            if call.error is not None:
-                raise call.error
-            chunks = call.chunks
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except (RequestPlaneError, TimeoutError, ValueError) as exc:
-            self.stats.errors += 1
-            if isinstance(exc, TimeoutError):
-                raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
-            raise
+        except TimeoutError:
+            raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
+        self.stats.bytes_sent += len(payload)
+        await self.finish(inbox, call)
+        if call.error is not None:
+            raise call.error
+        chunks = call.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.stats.bytes_received += len(data)
         return data
 
-    def stream(
+    async def open_exchange(
         self,
-        address: Address | str,
+        target: _Target,
         payload: bytes,
-        *,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> ResponseStream:
-        self.stats.streams += 1
-        return _NatsStream(
-            self,
-            address,
-            payload,
-            headers,
-            self._timeout(timeout),
-        )
+        headers: Mapping[str, str],
+        deadline: float | None,
+        timeout: float | None,
+    ) -> ReplyStream:
+        deadline = math.inf if deadline is None else deadline
+        window = self._settings.stream_window
+        try:
+            inbox, call = await self._call(
+                target, payload, headers, deadline, whole=False, window=window
+            )
+        except TimeoutError:
+            raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
+        return ReplyStream(self, inbox, call, deadline, window)
 
     def endpoint_of(self, address: Address) -> str:
         return endpoint_from_subject(self._settings.subject_prefix, address.path)
 
-    async def aclose(self) -> None:
-        self._closed = True
+    async def close_transport(self) -> None:
         if self._watch_scope is not None:
             self._watch_scope.cancel()
         inboxes, self._inboxes = self._inboxes, {}
@@ -443,104 +427,3 @@ class NatsTransportClient(TransportClient):
                             cancel_subject_for(call.subject), call.reply.encode()
                         )
                 await inbox.link.aclose()
-
-
-class _NatsStream(ResponseStream):
-    def __init__(
-        self,
-        client: NatsTransportClient,
-        address: Address | str,
-        payload: bytes,
-        headers: Mapping[str, str] | None,
-        timeout: float,
-    ) -> None:
-        self._client = client
-        self._address = address
-        self._payload = payload
-        self._headers = headers
-        self._timeout = timeout
-        self._deadline = 0.0
-        self._inbox: ReplyInbox | None = None
-        self._call: Call | None = None
-        self._finished = False
-        self._window = client._settings.stream_window
-        # Credit goes back in quarters of the window: few grants (one per ~1000 chunks of
-        # 1 KiB), and three quarters left for the server to send while a grant travels.
-        self._grant_at = self._window // 4 if self._window else math.inf
-
-    async def _grant(self, call: Call) -> None:
-        """Give the server back the credit of what the reader took (wire.GRANT)."""
-        subject, inbox = call.upload_to, self._inbox
-        if subject is None or inbox is None or call.done:
-            return  # an older server (no flow control), or nothing more is coming
-        amount, call.consumed = call.consumed, 0
-        headers = {wire.GRANT: str(amount)}
-        await inbox.link.publish(subject, b"", call.reply, headers)
-        # A reader with chunks waiting takes them without yielding to the event loop, which
-        # would hold the grant back until the buffer is empty (the server then idles for a
-        # round trip per window: measured, ~45% fewer chunks/s); let it leave now.
-        await checkpoint()
-
-    async def __anext__(self) -> bytes:
-        call = self._call
-        if call is not None and call.chunks:  # the common case: a chunk is waiting
-            chunk = call.chunks.popleft()
-            self._client.stats.bytes_received += len(chunk)
-            call.consumed += len(chunk) + _CHUNK_COST
-            if call.consumed >= self._grant_at:
-                await self._grant(call)
-            return chunk
-        if self._finished:
-            raise StopAsyncIteration
-        client = self._client
-        try:
-            if call is None:
-                target = client._target(self._address)
-                self._deadline = client._prims().clock() + self._timeout
-                try:
-                    self._inbox, call = await client._call(
-                        target,
-                        self._payload,
-                        self._headers,
-                        self._deadline,
-                        whole=False,
-                        window=self._window,
-                    )
-                except BaseException:
-                    self._finished = True  # _call has forgotten (and cancelled) the call
-                    raise
-                self._call = call
-            else:
-                try:
-                    await client._wait(call, self._deadline, whole=False)
-                except BaseException:
-                    await self.aclose()
-                    raise
-            if call.chunks:
-                chunk = call.chunks.popleft()
-                client.stats.bytes_received += len(chunk)
-                call.consumed += len(chunk) + _CHUNK_COST
-                if call.consumed >= self._grant_at:
-                    await self._grant(call)
-                return chunk
-            await self.aclose()
-            if call.error is not None:
-                raise call.error
-            raise StopAsyncIteration
-        except (RequestPlaneError, ValueError) as exc:
-            self._finished = True
-            client.stats.errors += 1
-            raise exc from None
-        except TimeoutError:
-            self._finished = True
-            client.stats.errors += 1
-            raise DeadlineExceeded("connecting to NATS took longer than the timeout") from None
-
-    async def aclose(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        call, inbox = self._call, self._inbox
-        if call is not None and inbox is not None:
-            call.chunks.clear()
-            await self._client._finish(inbox, call)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from requestplane_core import non_negative, positive, setting
+from requestplane_core.plugin_api import max_message_size_setting, request_timeout_setting
 
 from .subjects import valid_subject, valid_token
 
@@ -98,13 +99,10 @@ class NatsSettings:
         None, help="client certificate for mutual TLS (with tls_key; enables TLS)"
     )
     tls_key: Path | None = setting(None, help="private key of tls_cert")
-    max_message_size: int = setting(
-        32 * 1024 * 1024,
+    max_message_size: int = max_message_size_setting(
         help="largest request, response or stream chunk in bytes; larger ones fail with "
         "PayloadTooLarge. Messages over the NATS server's max_payload travel in parts of "
-        "that size",
-        accepts="an integer > 0",
-        check=positive,
+        "that size"
     )
     stream_window: int = setting(
         4 * 1024 * 1024,
@@ -122,14 +120,12 @@ class NatsSettings:
         accepts="a number of seconds > 0",
         check=positive,
     )
-    request_timeout: float | None = setting(
+    request_timeout: float | None = request_timeout_setting(
         30.0,
         help="seconds a request may take when the caller gives no timeout; it travels to the "
         "handler as its deadline. none: no limit (with heartbeat_interval 0, a caller then "
         "waits forever on a worker that died mid-request: NATS does not report a vanished "
         "subscriber)",
-        accepts="a number of seconds > 0, or 'none'",
-        check=positive,
     )
     heartbeat_interval: float = setting(
         1.0,

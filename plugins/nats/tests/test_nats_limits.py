@@ -81,7 +81,7 @@ async def test_max_message_size_refused_before_sending(small_nats: NatsServerPro
             chunks_address = await server.register("chunks", big_chunks)
             async with nats_client_of(settings) as client:
                 assert await client.request(address, b"x" * (MAX - 100)) == b"x" * (MAX - 100)
-                with pytest.raises(PayloadTooLarge, match="max_message_size of 65536"):
+                with pytest.raises(PayloadTooLarge, match="over the limit of 65536"):
                     await client.request(address, b"x" * (MAX + 1))
                 with pytest.raises(PayloadTooLarge):  # the headers count too
                     await client.request(address, b"x" * MAX, headers={"k": "v"})

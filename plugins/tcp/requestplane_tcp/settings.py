@@ -6,7 +6,14 @@ from pathlib import Path
 
 import attrs
 
-from requestplane_core import not_blank, positive_finite, setting, valid_port
+from requestplane_core import not_blank, positive_finite, setting
+from requestplane_core.plugin_api import (
+    advertise_host_setting,
+    host_setting,
+    max_message_size_setting,
+    port_setting,
+    request_timeout_setting,
+)
 
 __all__ = ["MAX_MESSAGE_SIZE_LIMIT", "TcpSettings"]
 
@@ -21,33 +28,17 @@ def _message_size(value: int) -> bool:
 
 @attrs.frozen
 class TcpSettings:
-    host: str = setting(
-        "127.0.0.1",
-        help="interface the server binds; 0.0.0.0 or :: binds every interface (an explicit "
-        "choice: the default serves this machine only)",
-        accepts="an IP address or host name",
-        check=not_blank,
-    )
-    port: int = setting(
-        0,
-        help="port the server binds; 0 lets the OS choose (addresses carry the real port)",
-        accepts="an integer 0..65535",
-        check=valid_port,
-    )
-    advertise_host: str | None = setting(
-        None,
+    host: str = host_setting(accepts="an IP address or host name", check=not_blank)
+    port: int = port_setting()
+    advertise_host: str | None = advertise_host_setting(
         help="host put into the addresses the server publishes; none: the bind host, or for "
         "a wildcard bind (0.0.0.0, ::) the address this machine's hostname resolves to "
         "(127.0.0.1 / ::1 if it does not resolve)",
         accepts="an IP address or host name, or 'none'",
         check=not_blank,
     )
-    max_message_size: int = setting(
-        32 * 1024 * 1024,
-        help="largest request or response payload in bytes; larger ones are refused with "
-        "PayloadTooLarge before sending, and on receipt",
-        accepts=f"an integer 1..{MAX_MESSAGE_SIZE_LIMIT}",
-        check=_message_size,
+    max_message_size: int = max_message_size_setting(
+        accepts=f"an integer 1..{MAX_MESSAGE_SIZE_LIMIT}", check=_message_size
     )
     connect_timeout: float = setting(
         10.0,
@@ -56,12 +47,7 @@ class TcpSettings:
         accepts="a number of seconds > 0",
         check=positive_finite,
     )
-    request_timeout: float | None = setting(
-        None,
-        help="seconds a request may take when the caller passes no timeout; none: no deadline",
-        accepts="a number of seconds > 0, or 'none'",
-        check=positive_finite,
-    )
+    request_timeout: float | None = request_timeout_setting(check=positive_finite)
     idle_timeout: float | None = setting(
         75.0,
         help="seconds the server keeps a connection open with nothing in flight (no handler "
