@@ -4,19 +4,47 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 
 from .address import Address
 from .errors import ConnectionLost, DeadlineExceeded, RequestPlaneError
 from .exchange import Exchange, ExchangeEvent
-from .transport import ResponseStream
+from .transport import ClientStats, ResponseStream
 
-if TYPE_CHECKING:
-    from .exchange_client import ExchangeClient
+__all__ = ["ExchangeResponseStream", "StreamOwner"]
 
-__all__ = ["ExchangeResponseStream"]
+
+class StreamOwner(Protocol):
+    """What a stream needs of the client that made it (:class:`~.exchange_client.ExchangeClient`
+    is one); stated here so that the stream does not import the client that imports it."""
+
+    stats: ClientStats
+
+    @property
+    def exchanges_keep_deadline(self) -> bool: ...
+
+    def target(self, address: Address | str) -> Any: ...
+
+    def peer_of(self, target: Any) -> str: ...
+
+    def check_size(self, payload: bytes, size: int | None = None) -> None: ...
+
+    def budget(self, timeout: float | None) -> float | None: ...
+
+    async def open_call(
+        self,
+        target: Any,
+        payload: bytes,
+        headers: Mapping[str, str],
+        deadline: float | None,
+        timeout: float | None,
+    ) -> Exchange: ...
+
+    async def release(self, exchange: Exchange) -> None: ...
+
+    def abandon(self, exchange: Exchange) -> None: ...
 
 
 class ExchangeResponseStream(ResponseStream):
@@ -44,7 +72,7 @@ class ExchangeResponseStream(ResponseStream):
 
     def __init__(
         self,
-        client: ExchangeClient[Any],
+        client: StreamOwner,
         address: Address | str,
         payload: bytes,
         headers: Mapping[str, str] | None,

@@ -4,7 +4,7 @@ reader gives back as it takes chunks."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from anyio.lowlevel import checkpoint
 
@@ -13,10 +13,18 @@ from requestplane_core.plugin_api import Exchange, ExchangeEvent
 from . import wire
 from .reply_inbox import Call, ReplyInbox
 
-if TYPE_CHECKING:
-    from .client import NatsTransportClient
+__all__ = ["ReplyStream", "ReplyWaiter"]
 
-__all__ = ["ReplyStream"]
+
+class ReplyWaiter(Protocol):
+    """What a stream needs of its client (``NatsTransportClient``), which imports it."""
+
+    async def wait_for_reply(self, call: Call, deadline: float, *, whole: bool) -> None:
+        """Until the call is done (``whole``) or has a chunk, or its deadline passes."""
+
+    async def finish(self, inbox: ReplyInbox, call: Call) -> None:
+        """Forget the call; if it did not end on its own, cancel it on the server."""
+
 
 _CHUNK = ExchangeEvent.CHUNK
 _CHUNK_COST = wire.CHUNK_COST
@@ -34,7 +42,7 @@ class ReplyStream(Exchange):
 
     def __init__(
         self,
-        client: NatsTransportClient,
+        client: ReplyWaiter,
         inbox: ReplyInbox,
         call: Call,
         deadline: float,

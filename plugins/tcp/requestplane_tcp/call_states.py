@@ -8,20 +8,25 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from requestplane_core import DeadlineExceeded
 from requestplane_core.lowlevel import TimerHandle, Waiter
 
 from .call_errors import ErrorFactory, response_too_large
 
-if TYPE_CHECKING:
-    from .client_connection import ClientConnection
+__all__ = ["CallState", "Canceller", "StreamState", "UnaryState"]
 
-__all__ = ["CallState", "StreamState", "UnaryState"]
+
+class Canceller(Protocol):
+    """What an expiring call needs of its connection (a ``ClientConnection``)."""
+
+    def cancel(self, rid: int) -> None:
+        """Tell the server to stop request ``rid``."""
+
 
 # (connection, request id, peer, timeout) of a call with a deadline, for expire().
-_Expiry = tuple["ClientConnection", int, str, float | None]
+_Expiry = tuple[Canceller, int, str, float | None]
 
 
 class UnaryState:
